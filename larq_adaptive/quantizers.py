@@ -1,0 +1,241 @@
+"""Trainable larq quantizers for AdaBin, ReActNet and DyBNN.
+
+Each class subclasses ``larq.quantizers.Quantizer`` (a Keras layer), so its variables are
+tracked by the host ``QuantConv2D``, trained by ``model.fit`` and saved with the model.
+All binarizers use larq's sign convention, sign(0) = +1 (``larq.math.sign``); the official
+PyTorch code uses ``torch.sign`` (sign(0) = 0). On the official AdaBin ResNet-20 this
+changes CIFAR-10 accuracy by 0.02 points (spec 1.6), and it is what lets the LCE converter
+produce binary convolutions.
+"""
+
+import larq as lq
+import tensorflow as tf
+
+from larq_adaptive.hyper import HyperFunction
+from larq_adaptive.registry import build_sublayer, register
+from larq_adaptive.ste import channel_scaled_sign, ede_sign
+
+__all__ = [
+    "AdaBinActivationQuantizer",
+    "AdaBinWeightQuantizer",
+    "DySign",
+    "RSign",
+    "ReActNetWeightQuantizer",
+    "SwitchableQuantizer",
+]
+
+
+def _kernel_axes(w):
+    """All axes but the last (output channels) of a kernel."""
+    return list(range(w.shape.rank - 1))
+
+
+@register
+class AdaBinWeightQuantizer(lq.quantizers.Quantizer):
+    r"""AdaBin weight binarizer (kernel_quantizer), per output channel ``o``:
+
+    \[ \beta_o = \operatorname{mean}(W_o), \quad
+       \alpha_o = \sqrt{\operatorname{mean}((W_o - \beta_o)^2)}, \quad
+       q(W_o) = \alpha_o \operatorname{sign}\!\left(\frac{W_o - \beta_o}{\alpha_o}\right)
+                + \beta_o \]
+
+    The binary set of filter ``o`` is {beta_o - alpha_o, beta_o + alpha_o}. The statistics are
+    recomputed at every read and *not* detached: the gradient reaches W through the sign's
+    argument, the center and the distance. The sign's backward is IR-Net's EDE
+    ``k t (1 - tanh^2(t u))`` with ``k`` and ``t`` held in non-trainable variables
+    (``ede_k``, ``ede_t``) that :class:`larq_adaptive.callbacks.EDESchedule` updates.
+
+    # Arguments
+        k, t: initial EDE constants (official layer defaults: k=10, t=0.1, so k t = 1).
+    """
+
+    precision = 1
+
+    def __init__(self, k=10.0, t=0.1, **kwargs):
+        super().__init__(**kwargs)
+        self.k_init = float(k)
+        self.t_init = float(t)
+
+    def build(self, input_shape):
+        self.k = self.add_weight(
+            name="ede_k", shape=(), initializer=tf.keras.initializers.Constant(self.k_init),
+            trainable=False,
+        )
+        self.t = self.add_weight(
+            name="ede_t", shape=(), initializer=tf.keras.initializers.Constant(self.t_init),
+            trainable=False,
+        )
+        super().build(input_shape)
+
+    def statistics(self, w):
+        """(center, distance) per output channel, shaped to broadcast against ``w``."""
+        axes = _kernel_axes(w)
+        return (
+            tf.reduce_mean(w, axis=axes, keepdims=True),
+            tf.math.reduce_std(w, axis=axes, keepdims=True),
+        )
+
+    def call(self, inputs):
+        center, distance = self.statistics(inputs)
+        signs = ede_sign(
+            (inputs - center) / distance,
+            tf.cast(self.k, inputs.dtype),
+            tf.cast(self.t, inputs.dtype),
+        )
+        return distance * signs + center
+
+    def get_config(self):
+        return {**super().get_config(), "k": self.k_init, "t": self.t_init}
+
+
+@register
+class AdaBinActivationQuantizer(lq.quantizers.Quantizer):
+    r"""AdaBin activation binarizer (input_quantizer), one learnable scalar pair per layer:
+
+    \[ u = \frac{x - \beta}{\alpha}, \qquad q(x) = \alpha\,(\operatorname{sign}(u) + \beta) \]
+
+    This is the official code's form; its binary set is {alpha (beta - 1), alpha (beta + 1)}
+    (the paper writes alpha sign(u) + beta, which the released checkpoint does not follow).
+    The sign's backward is Bi-Real's ApproxSign ``max(0, 2 - 2|u|)``, so by the chain rule
+
+    \[ \partial_x q = P'(u), \quad \partial_\beta q = \alpha - P'(u), \quad
+       \partial_\alpha q = \operatorname{sign}(u) + \beta - u P'(u). \]
+
+    # Arguments
+        alpha_init, beta_init: initial values of the scalar weights ``alpha`` and ``beta``.
+    """
+
+    precision = 1
+
+    def __init__(self, alpha_init=1.0, beta_init=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.alpha_init = float(alpha_init)
+        self.beta_init = float(beta_init)
+
+    def build(self, input_shape):
+        self.alpha = self.add_weight(
+            name="alpha", shape=(), initializer=tf.keras.initializers.Constant(self.alpha_init)
+        )
+        self.beta = self.add_weight(
+            name="beta", shape=(), initializer=tf.keras.initializers.Constant(self.beta_init)
+        )
+        super().build(input_shape)
+
+    def call(self, inputs):
+        alpha = tf.cast(self.alpha, inputs.dtype)
+        beta = tf.cast(self.beta, inputs.dtype)
+        return alpha * (lq.quantizers.approx_sign((inputs - beta) / alpha) + beta)
+
+    def get_config(self):
+        return {**super().get_config(), "alpha_init": self.alpha_init, "beta_init": self.beta_init}
+
+
+@register
+class RSign(lq.quantizers.Quantizer):
+    r"""ReActNet's RSign (input_quantizer): a learnable per-channel shift, then sign.
+
+    \[ q(x)_c = \operatorname{sign}(x_c + b_c), \qquad
+       \partial_x q = \partial_{b} q = \max(0, 2 - 2|x + b|) \]
+
+    ``b`` (weight ``bias``, init 0) is minus the paper's threshold.
+    """
+
+    precision = 1
+
+    def build(self, input_shape):
+        self.bias = self.add_weight(name="bias", shape=(input_shape[-1],), initializer="zeros")
+        super().build(input_shape)
+
+    def call(self, inputs):
+        return lq.quantizers.approx_sign(inputs + tf.cast(self.bias, inputs.dtype))
+
+
+@register
+class DySign(lq.quantizers.Quantizer):
+    r"""DyBNN's DySign (input_quantizer): RSign with an input-dependent threshold.
+
+    \[ q(x)_{n,c} = \operatorname{sign}(x_{n,c} - \tau_{n,c}(x) + b_c), \quad
+       \tau(x) = \mathrm{FC}_2(\mathrm{act}(\mathrm{FC}_1(\mathrm{GAP}(x)))) \]
+
+    FC1: C -> C/reduction, FC2: C/reduction -> C, zero-initialised, so DySign starts as
+    RSign. The backward is ApproxSign, and the gradient also flows into the hyper-function
+    (and through GAP into ``x``). The hyper-function design is an assumption, see
+    :mod:`larq_adaptive.hyper`.
+    """
+
+    precision = 1
+
+    def __init__(self, reduction=16, hidden_activation="relu", **kwargs):
+        super().__init__(**kwargs)
+        self.reduction = reduction
+        self.hidden_activation = hidden_activation
+
+    def build(self, input_shape):
+        channels = int(input_shape[-1])
+        self.bias = self.add_weight(name="bias", shape=(channels,), initializer="zeros")
+        self.threshold = HyperFunction(
+            channels, self.reduction, self.hidden_activation, name="threshold"
+        )
+        build_sublayer(self.threshold, input_shape)
+        super().build(input_shape)
+
+    def call(self, inputs):
+        tau = tf.cast(self.threshold(inputs), inputs.dtype)
+        return lq.quantizers.approx_sign(inputs - tau + tf.cast(self.bias, inputs.dtype))
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "reduction": self.reduction,
+            "hidden_activation": self.hidden_activation,
+        }
+
+
+@register
+class ReActNetWeightQuantizer(lq.quantizers.Quantizer):
+    r"""ReActNet's weight binarizer (kernel_quantizer), per output channel ``o``:
+
+    \[ q(W_o) = \operatorname{mean}|W_o| \cdot \operatorname{sign}(W_o)
+       \text{ (scale detached)}, \qquad \partial_W q = 1_{|W| \le 1} \]
+
+    The gradient is not scaled (larq's ``magnitude_aware_sign`` scales it).
+    """
+
+    precision = 1
+
+    def call(self, inputs):
+        return channel_scaled_sign(inputs)
+
+
+@register
+class SwitchableQuantizer(lq.quantizers.Quantizer):
+    """Applies ``quantizer`` once the non-trainable variable ``active`` is 1, else identity.
+
+    Two-step training (ReActNet, DyBNN, DWR) trains real-valued weights first and then
+    binary ones in the same model: a callback flips ``active`` inside ``model.fit`` (a
+    Python attribute would be ignored by the traced train function). For export, freeze it
+    to the final stage. ``precision`` is that of the wrapped quantizer (the final stage).
+    """
+
+    def __init__(self, quantizer, active=False, **kwargs):
+        super().__init__(**kwargs)
+        self.quantizer = lq.quantizers.get(quantizer)
+        self.active_init = bool(active)
+        self.precision = getattr(self.quantizer, "precision", None)
+
+    def build(self, input_shape):
+        self.active = self.add_weight(
+            name="active", shape=(), trainable=False,
+            initializer=tf.keras.initializers.Constant(float(self.active_init)),
+        )
+        super().build(input_shape)
+
+    def call(self, inputs):
+        return tf.where(self.active > 0.5, self.quantizer(inputs), inputs)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "quantizer": lq.quantizers.serialize(self.quantizer),
+            "active": self.active_init,
+        }

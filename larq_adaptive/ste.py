@@ -1,0 +1,47 @@
+"""Straight-through sign estimators that larq does not ship.
+
+Forward passes use ``larq.math.sign`` (sign(0) = +1): the LCE converter recognises it as a
+binarizer, whereas ``tf.sign`` blocks binary convolutions (spec larq_integration 8.2).
+larq's own ``approx_sign`` (Bi-Real ApproxSign) and ``ste_sign`` are reused elsewhere.
+"""
+
+import larq as lq
+import tensorflow as tf
+
+
+@tf.custom_gradient
+def ede_sign(x, k, t):
+    r"""Sign with IR-Net's Error Decay Estimator (EDE) as backward pass.
+
+    \[ q(x) = \operatorname{sign}(x), \qquad
+       \frac{\partial q}{\partial x} = k\,t\,\bigl(1 - \tanh^2(t\,x)\bigr). \]
+
+    `k` and `t` are scalars passed as inputs (not closed over), so they can live in
+    non-trainable variables updated by a callback; they receive zero gradient.
+    """
+
+    def grad(dy):
+        tanh = tf.math.tanh(t * x)
+        return dy * k * t * (1.0 - tanh * tanh), tf.zeros_like(k), tf.zeros_like(t)
+
+    return lq.math.sign(x), grad
+
+
+@tf.custom_gradient
+def channel_scaled_sign(w):
+    r"""ReActNet's weight binarizer for an HWIO kernel.
+
+    \[ q(W)_{:,:,:,o} = s_o \operatorname{sign}(W_{:,:,:,o}), \quad
+       s_o = \operatorname{mean}|W_{:,:,:,o}| \text{ (no gradient)}, \qquad
+       \frac{\partial q}{\partial W} = 1_{|W| \le 1}. \]
+
+    Unlike ``larq.quantizers.magnitude_aware_sign`` the gradient is *not* multiplied by
+    the scale (spec 2.1, pitfall 9).
+    """
+    reduce_axes = list(range(w.shape.rank - 1))
+    scale = tf.stop_gradient(tf.reduce_mean(tf.abs(w), axis=reduce_axes, keepdims=True))
+
+    def grad(dy):
+        return tf.where(tf.abs(w) <= 1.0, dy, tf.zeros_like(dy))
+
+    return scale * lq.math.sign(w), grad
