@@ -5,9 +5,15 @@ import math
 import tensorflow as tf
 
 from larq_adaptive.introspect import iter_quantizers
-from larq_adaptive.quantizers import AdaBinWeightQuantizer
+from larq_adaptive.quantizers import AdaBinWeightQuantizer, SwitchableQuantizer
 
-__all__ = ["EDESchedule", "ede_constants"]
+__all__ = [
+    "BinaryWeightsSwitch",
+    "EDESchedule",
+    "FiniteBackupAndRestore",
+    "FiniteCheckpoint",
+    "ede_constants",
+]
 
 
 def ede_constants(epoch, total_epochs, t_min=1e-3, t_max=10.0):
@@ -39,3 +45,67 @@ class EDESchedule(tf.keras.callbacks.Callback):
         for quantizer in iter_quantizers(self.model, AdaBinWeightQuantizer):
             quantizer.k.assign(k)
             quantizer.t.assign(t)
+
+
+def _finite(logs):
+    loss = (logs or {}).get("loss")
+    return loss is None or math.isfinite(float(loss))
+
+
+class BinaryWeightsSwitch(tf.keras.callbacks.Callback):
+    """Two-step training inside ``model.fit``: sets the ``active`` flag of every
+    :class:`SwitchableQuantizer` (a ``tf.Variable``, so the traced train function sees it)
+    to 0 before epoch ``at_epoch`` and to 1 from it on.
+
+    ``at_epoch=0`` (default) makes a whole ``fit`` binary (stage 2 of a two-step run);
+    ``at_epoch=None`` keeps the kernels real-valued (stage 1). One ``fit`` with
+    ``at_epoch=N`` runs both steps back to back (same optimizer state and LR schedule).
+    """
+
+    def __init__(self, at_epoch=0):
+        super().__init__()
+        self.at_epoch = at_epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        active = float(self.at_epoch is not None and epoch >= self.at_epoch)
+        for quantizer in iter_quantizers(self.model, SwitchableQuantizer):
+            quantizer.active.assign(active)
+
+
+class FiniteBackupAndRestore(tf.keras.callbacks.BackupAndRestore):
+    """``BackupAndRestore`` that does not back up an epoch whose loss is NaN/inf, so a
+    re-run after ``TerminateOnNaN`` restarts from the last good epoch (the backup is kept
+    when training ends on a NaN)."""
+
+    def on_train_begin(self, logs=None):
+        self.saw_nan = False
+        super().on_train_begin(logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if _finite(logs):
+            super().on_epoch_end(epoch, logs)
+        else:
+            self.saw_nan = True
+
+    def on_train_end(self, logs=None):
+        if not self.saw_nan:
+            super().on_train_end(logs)
+
+
+class FiniteCheckpoint(tf.keras.callbacks.Callback):
+    """Saves ``model``'s weights (default: the fitted model's) to ``filepath.format(epoch=
+    epoch + 1)`` after every epoch whose loss is finite (``ModelCheckpoint`` would also save
+    the NaN weights of the epoch ``TerminateOnNaN`` stopped)."""
+
+    def __init__(self, filepath, model=None):
+        super().__init__()
+        self.filepath = str(filepath)
+        self.target = model
+        self.last_saved = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not _finite(logs):
+            return
+        path = self.filepath.format(epoch=epoch + 1)
+        (self.target or self.model).save_weights(path)
+        self.last_saved = path

@@ -1,0 +1,164 @@
+"""Layers against independent references: hand formulas, symmetric (PyTorch) padding, numpy."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import larq_adaptive as lqa
+from larq_adaptive.padding import TorchPadding2D, torch_pads
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1)
+
+
+def grads_of(layer, x, c):
+    x = tf.Variable(x)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(layer(x) * c)
+    return tape.gradient(loss, [x] + layer.trainable_weights)
+
+
+def test_maxout_forward_and_gradients(rng):
+    x = rng.normal(size=(2, 3, 3, 4)).astype(np.float32)
+    c = rng.normal(size=x.shape).astype(np.float32)
+    layer = lqa.layers.Maxout()
+    layer.build(x.shape)
+    np.testing.assert_array_equal(layer.pos_scale.numpy(), 1.0)
+    np.testing.assert_array_equal(layer.neg_scale.numpy(), 0.25)
+    p = np.array([1.5, -0.3, 0.7, 1.0], np.float32)  # negative slopes allowed (official ckpt has them)
+    n = np.array([0.1, -0.9, 0.25, 1.2], np.float32)
+    layer.pos_scale.assign(p)
+    layer.neg_scale.assign(n)
+    expected = np.where(x > 0, p * x, n * x)
+    np.testing.assert_allclose(layer(x).numpy(), expected, rtol=1e-6)
+    dx, dp, dn = [g.numpy() for g in grads_of(layer, x, c)]
+    np.testing.assert_allclose(dx, c * np.where(x > 0, p, n), rtol=1e-6)
+    np.testing.assert_allclose(dp, (c * np.maximum(x, 0)).sum((0, 1, 2)), rtol=1e-5)
+    np.testing.assert_allclose(dn, (c * np.minimum(x, 0)).sum((0, 1, 2)), rtol=1e-5)
+
+
+def test_rprelu_forward_and_gradients(rng):
+    x = rng.normal(size=(2, 3, 3, 4)).astype(np.float32)
+    c = rng.normal(size=x.shape).astype(np.float32)
+    layer = lqa.layers.RPReLU()
+    layer.build(x.shape)
+    b1 = np.array([0.2, -0.4, 0.0, 1.0], np.float32)
+    b2 = np.array([-0.1, 0.3, 0.5, 0.0], np.float32)
+    layer.bias_in.assign(b1)
+    layer.bias_out.assign(b2)
+    slope = layer.prelu.alpha.numpy().reshape(-1)
+    np.testing.assert_array_equal(slope, 0.25)  # PyTorch nn.PReLU init, one slope per channel
+    z = x + b1
+    np.testing.assert_allclose(layer(x).numpy(), np.where(z > 0, z, 0.25 * z) + b2, rtol=1e-6)
+    grads = dict(zip(["x"] + [w.name.split("/")[-1] for w in layer.trainable_weights],
+                     [g.numpy() for g in grads_of(layer, x, c)]))
+    local = np.where(z > 0, 1.0, 0.25)
+    np.testing.assert_allclose(grads["x"], c * local, rtol=1e-6)
+    np.testing.assert_allclose(grads["bias_in:0"], (c * local).sum((0, 1, 2)), rtol=1e-5)
+    np.testing.assert_allclose(grads["bias_out:0"], c.sum((0, 1, 2)), rtol=1e-5)
+    np.testing.assert_allclose(grads["alpha:0"].reshape(-1), (c * np.minimum(z, 0)).sum((0, 1, 2)), rtol=1e-5)
+
+
+def test_dyprelu_starts_as_rprelu_and_shifts_per_sample(rng):
+    x = rng.normal(size=(3, 4, 4, 8)).astype(np.float32)
+    dy = lqa.layers.DyPReLU(reduction=2, hidden_activation=None)
+    static = lqa.layers.RPReLU()
+    dy.build(x.shape)
+    static.build(x.shape)
+    np.testing.assert_allclose(dy(x).numpy(), static(x).numpy(), rtol=1e-6)
+    w1 = rng.normal(size=(8, 4)).astype(np.float32)
+    w2 = rng.normal(size=(4, 16)).astype(np.float32)
+    dy.shift.fc1.set_weights([w1, np.zeros(4, np.float32)])
+    dy.shift.fc2.set_weights([w2, np.zeros(16, np.float32)])
+    shifts = x.mean(axis=(1, 2)) @ w1 @ w2
+    gamma, zeta = shifts[:, None, None, :8], shifts[:, None, None, 8:]
+    z = x - gamma
+    np.testing.assert_allclose(dy(x).numpy(), np.where(z > 0, z, 0.25 * z) + zeta, rtol=1e-5, atol=1e-6)
+
+
+def test_option_a_shortcut_matches_numpy(rng):
+    x = rng.normal(size=(2, 8, 8, 16)).astype(np.float32)
+    y = lqa.layers.OptionAShortcut(32, 2)(x).numpy()
+    expected = np.zeros((2, 4, 4, 32), np.float32)
+    expected[..., 8:24] = x[:, ::2, ::2, :]  # even indices, C_out//4 zeros on each side
+    np.testing.assert_array_equal(y, expected)
+    odd = lqa.layers.OptionAShortcut(78, 2)(rng.normal(size=(1, 5, 5, 16)).astype(np.float32))
+    assert odd.shape == (1, 3, 3, 78)
+
+
+def symmetric_reference(x, kernel, stride, pad):
+    """PyTorch semantics: zero-pad `pad` on every side, VALID conv."""
+    xp = tf.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
+    return tf.nn.conv2d(xp, kernel, stride, "VALID").numpy()
+
+
+@pytest.mark.parametrize("size, kernel_size, stride", [(8, 3, 1), (8, 3, 2), (7, 3, 2), (9, 7, 2), (8, 1, 2)])
+def test_padded_conv_equals_symmetric_padding(rng, size, kernel_size, stride):
+    x = rng.normal(size=(2, size, size, 3)).astype(np.float32)
+    layer = lqa.layers.PaddedQuantConv2D(4, kernel_size, strides=stride, use_bias=False)
+    y = layer(x).numpy()
+    ref = symmetric_reference(x, layer.kernel.numpy(), stride, kernel_size // 2)
+    assert y.shape == ref.shape
+    np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5)
+    # LCE-safe form: never pad more after than before (spec larq_integration 8.1).
+    before, after = torch_pads(size, kernel_size, stride, kernel_size // 2)
+    assert before == kernel_size // 2 and after <= before
+
+
+def test_padded_conv_pads_after_the_input_quantizer(rng):
+    x = rng.normal(size=(1, 5, 5, 2)).astype(np.float32) + 3.0  # all positive: sign = +1
+    layer = lqa.layers.PaddedQuantConv2D(1, 3, input_quantizer="ste_sign", use_bias=False,
+                                         kernel_initializer="ones")
+    y = layer(x).numpy()[0, :, :, 0]
+    assert y[2, 2] == 18.0  # interior: 9 taps x 2 channels of +1
+    assert y[0, 0] == 8.0  # corner: 4 taps of +1, padded zeros stay 0 (not sign(0) = +1)
+
+
+def test_torch_max_pool_padding_is_minus_infinity():
+    x = -np.ones((1, 4, 4, 1), np.float32)
+    padded = TorchPadding2D(3, 2, 1, value=float("-inf"))(x)
+    pooled = tf.nn.max_pool2d(padded, 3, 2, "VALID").numpy()
+    np.testing.assert_array_equal(pooled, -1.0)  # zero padding would give 0 at the border
+
+
+@pytest.mark.parametrize("size, stride, kernel_size", [(8, 1, 3), (8, 2, 3), (7, 2, 3), (6, 1, 1), (9, 1, 3)])
+def test_decomposed_adabin_conv_equals_direct_borders_included(rng, size, stride, kernel_size):
+    x = rng.normal(0.2, 1.0, size=(3, size, size, 5)).astype(np.float32)
+    direct = lqa.layers.AdaBinConv2D(6, kernel_size, strides=stride)
+    y_direct = direct(x)
+    kernel = rng.normal(0.03, 0.05, size=direct.kernel.shape).astype(np.float32)  # non-zero centers
+    direct.set_weights([kernel, np.float32(0.7), np.float32(0.3), np.float32(10.0), np.float32(0.1)])
+    y_direct = direct(x).numpy()
+
+    decomposed = lqa.layers.AdaBinConv2D.from_config({**direct.get_config(), "decomposed": True})
+    decomposed.build(x.shape)
+    decomposed.set_weights(direct.get_weights())
+    y_decomposed = decomposed(x).numpy()
+    assert y_decomposed.shape == y_direct.shape
+    np.testing.assert_allclose(y_decomposed, y_direct, rtol=1e-5, atol=1e-5)
+    # The border really differs from a +-1 (pad-with-one) convolution, so the correction matters.
+    if kernel_size > 1:
+        assert np.abs(y_direct[:, 0] - y_direct[:, 1]).max() > 0
+
+
+def test_adabin_conv_matches_numpy_reference(rng):
+    """Direct form against an independent numpy AdaBin conv (official zero padding after binarization)."""
+    x = rng.normal(size=(2, 6, 6, 3)).astype(np.float32)
+    layer = lqa.layers.AdaBinConv2D(4, 3, strides=2)
+    layer(x)
+    alpha, beta = 0.8, -0.2
+    kernel = layer.kernel.numpy()
+    layer.set_weights([kernel, np.float32(alpha), np.float32(beta), np.float32(10.0), np.float32(0.1)])
+    xb = alpha * (np.where((x - beta) / alpha >= 0, 1.0, -1.0) + beta)
+    mu = kernel.mean(axis=(0, 1, 2))
+    sd = kernel.std(axis=(0, 1, 2))
+    wb = sd * np.where((kernel - mu) / sd >= 0, 1.0, -1.0) + mu
+    xp = np.pad(xb, [(0, 0), (1, 1), (1, 1), (0, 0)])
+    ref = np.zeros((2, 3, 3, 4))
+    for i in range(3):
+        for j in range(3):
+            patch = xp[:, 2 * i:2 * i + 3, 2 * j:2 * j + 3, :]
+            ref[:, i, j, :] = np.tensordot(patch, wb, axes=([1, 2, 3], [0, 1, 2]))
+    np.testing.assert_allclose(layer(x).numpy(), ref, rtol=1e-5, atol=1e-5)
