@@ -208,6 +208,9 @@ class PaddedQuantConv2D(lq.layers.QuantConv2D):
 
     def build(self, input_shape):
         super().build(self._padded_shape(input_shape))
+        quantizer = self.kernel_quantizer
+        if isinstance(quantizer, tf.keras.layers.Layer) and not quantizer.built:
+            build_sublayer(quantizer, self.kernel.shape)  # stable names: conv/<quantizer>/ede_k
 
     def convolution_op(self, inputs, kernel):
         return super().convolution_op(self._padded(inputs), kernel)

@@ -1,1 +1,343 @@
-"""(being written)"""
+"""AdaBin networks (Tu et al., "AdaBin: Improving Binary Neural Networks with Adaptive
+Binary Sets", ECCV 2022), built exactly as the official code builds them.
+
+Every binary 3x3 convolution is an :class:`larq_adaptive.layers.AdaBinConv2D` (AdaBin
+activation and weight binarizers, zero padding *after* binarization). Each one has its own
+full-precision residual (Bi-Real style) and is followed by BatchNorm, the residual addition
+and AdaBin's two-slope "Maxout" activation:
+
+    h = Maxout1(BN1(AdaBinConv1(x)) + shortcut(x))
+    y = Maxout2(BN2(AdaBinConv2(h)) + h)
+
+The stem convolution, the projection shortcuts and the classifier stay full precision.
+``method="float"`` builds the real-valued twin: the same graph with every binary conv
+replaced by a full-precision conv with the same PyTorch padding. Each model is also
+registered as ``float_<name>``.
+
+Reported results (1-bit weights / 1-bit activations; AdaBin README, paper, MindSpore port):
+
+| dataset  | model                          | top-1  | top-5  |
+|----------|--------------------------------|--------|--------|
+| CIFAR-10 | ResNet-20                      | 88.1 % | -      |
+| CIFAR-10 | ResNet-18                      | "62.1 %" (README, implausible) | - |
+| CIFAR-10 | VGG-small                      | 92.3 % | -      |
+| ImageNet | ResNet-18                      | 63.1 % | 84.3 % |
+| ImageNet | ResNet-18 (ReActNet two-step)  | 66.4 % | 86.5 % |
+| ImageNet | ResNet-34                      | 66.4 % | 86.6 % |
+
+The official ResNet-20 checkpoint imports exactly (``get_model("adabin_resnet20",
+weights="model.th")``, see :mod:`larq_adaptive.models.official_adabin`): 87.97 % top-1 on the
+lossless CIFAR-10 test set (10,000 images), 88.02 % on the 9,984 the official loader keeps.
+
+References:
+- Tu, Chen, Li, Xu, Wang, Han, Wang. AdaBin: Improving Binary Neural Networks with Adaptive
+  Binary Sets. ECCV 2022. https://arxiv.org/abs/2208.08084
+- Official code: https://github.com/huawei-noah/Efficient-Computing (BinaryNetworks/AdaBin)
+"""
+
+import tensorflow as tf
+
+from larq_adaptive.layers import AdaBinConv2D, Maxout, OptionAShortcut, PaddedQuantConv2D
+from larq_adaptive.models import common, official_adabin
+from larq_adaptive.models.registry import register_model
+
+__all__ = [
+    "adabin_resnet18",
+    "adabin_resnet18_cifar",
+    "adabin_resnet20",
+    "adabin_resnet34",
+    "adabin_vgg_small",
+]
+
+METHODS = ("adabin", "float")
+
+
+def _torch_init(scale, mode, distribution):
+    """A factory of fresh initializers (an unseeded Keras initializer instance that is called
+    twice returns the same values both times, so every layer needs its own)."""
+
+    def factory():
+        return tf.keras.initializers.VarianceScaling(scale, mode, distribution)
+
+    return factory
+
+
+# PyTorch's initializers: kaiming_normal_ (fan_in or fan_out, gain sqrt 2, not truncated) and
+# the nn.Conv2d / nn.Linear default kaiming_uniform_(a=sqrt 5) = U(+-1/sqrt(fan_in)).
+HE_FAN_IN = _torch_init(2.0, "fan_in", "untruncated_normal")
+HE_FAN_OUT = _torch_init(2.0, "fan_out", "untruncated_normal")
+TORCH_DEFAULT = _torch_init(1.0 / 3.0, "fan_in", "uniform")
+
+
+def conv(x, filters, kernel_size, strides, name, *, binary, initializer):
+    """PyTorch-padded conv (pad ``kernel_size // 2``, no bias): AdaBin-binarized or full precision."""
+    layer = AdaBinConv2D if binary else PaddedQuantConv2D
+    return layer(
+        filters, kernel_size, strides=strides, use_bias=False,
+        kernel_initializer=initializer(), name=name,
+    )(x)
+
+
+def conv_bn_act(x, filters, kernel_size, strides, name, *, binary, initializer):
+    """conv -> BN -> Maxout, layers named ``{name}_conv``, ``{name}_bn``, ``{name}_act``."""
+    x = conv(x, filters, kernel_size, strides, f"{name}_conv", binary=binary,
+             initializer=initializer)
+    x = common.batch_norm(x, f"{name}_bn")
+    return Maxout(name=f"{name}_act")(x)
+
+
+# Shortcuts around the first conv of a block: ``shortcut(x, filters, strides, name, init)``.
+# All are the identity when the shape does not change.
+
+
+def _needs_projection(x, filters, strides):
+    return strides != 1 or x.shape[-1] != filters
+
+
+def option_a_shortcut(x, filters, strides, name, initializer):
+    """CIFAR ResNet-20: parameter-free subsample + channel zero-padding."""
+    if not _needs_projection(x, filters, strides):
+        return x
+    return OptionAShortcut(filters, strides, name=f"{name}_shortcut")(x)
+
+
+def conv_shortcut(x, filters, strides, name, initializer):
+    """CIFAR ResNet-18: full-precision 1x1 conv with stride, then BN."""
+    if not _needs_projection(x, filters, strides):
+        return x
+    x = conv(x, filters, 1, strides, f"{name}_shortcut_conv", binary=False,
+             initializer=initializer)
+    return common.batch_norm(x, f"{name}_shortcut_bn")
+
+
+def avg_down_shortcut(x, filters, strides, name, initializer):
+    """ImageNet ResNets (``avg_down``): AvgPool 2x2/2 -> full-precision 1x1 conv -> BN.
+
+    PyTorch's ``AvgPool2d(2, 2, ceil_mode=True, count_include_pad=False)`` is exactly Keras'
+    ``padding="same"`` average pool (a plain 2x2/2 pool on even sizes; on odd sizes the last
+    window averages the pixels it covers).
+    """
+    if not _needs_projection(x, filters, strides):
+        return x
+    if strides != 1:
+        x = tf.keras.layers.AveragePooling2D(
+            strides, strides, padding="same", name=f"{name}_shortcut_pool"
+        )(x)
+    x = conv(x, filters, 1, 1, f"{name}_shortcut_conv", binary=False, initializer=initializer)
+    return common.batch_norm(x, f"{name}_shortcut_bn")
+
+
+def basic_block(x, filters, strides, name, *, binary, shortcut, initializer):
+    """AdaBin's BasicBlock: two binary 3x3 convs, each with its own residual."""
+    h = conv(x, filters, 3, strides, f"{name}_conv1", binary=binary, initializer=initializer)
+    h = common.batch_norm(h, f"{name}_bn1")
+    h = tf.keras.layers.Add(name=f"{name}_add1")(
+        [h, shortcut(x, filters, strides, name, initializer)]
+    )
+    h = Maxout(name=f"{name}_act1")(h)
+    y = conv(h, filters, 3, 1, f"{name}_conv2", binary=binary, initializer=initializer)
+    y = common.batch_norm(y, f"{name}_bn2")
+    y = tf.keras.layers.Add(name=f"{name}_add2")([y, h])
+    return Maxout(name=f"{name}_act2")(y)
+
+
+def cifar_stem(x, filters, initializer):
+    """Full-precision conv 3x3 -> BN -> Maxout."""
+    return conv_bn_act(x, filters, 3, 1, "stem", binary=False, initializer=initializer)
+
+
+def imagenet_stem(x, filters, initializer):
+    """Full-precision conv 7x7/2 p3 -> BN -> Maxout -> MaxPool 3x3/2 p1 (-inf padding)."""
+    x = conv_bn_act(x, filters, 7, 2, "stem", binary=False, initializer=initializer)
+    return common.torch_max_pool(x, 3, 2, 1, name="stem_pool")
+
+
+def head(x, num_classes, initializer):
+    """Global average pool -> BatchNorm (on the pooled vector) -> Dense logits with bias."""
+    x = tf.keras.layers.GlobalAveragePooling2D(name="head_pool")(x)
+    x = common.batch_norm(x, "head_bn")
+    return logits(x, num_classes, initializer)
+
+
+def logits(x, num_classes, initializer):
+    """Full-precision Dense with bias (float32 under mixed precision), named ``logits``."""
+    return tf.keras.layers.Dense(
+        num_classes, kernel_initializer=initializer(), dtype="float32", name="logits"
+    )(x)
+
+
+def _binary(method):
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    return method == "adabin"
+
+
+def _load(model, weights):
+    return common.load_weights(model, weights)
+
+
+def adabin_resnet(
+    *, name, stem, stem_filters, stages, shortcut, conv_init, dense_init, default_shape,
+    input_shape, input_tensor, weights, include_top, num_classes, method, load=_load,
+):
+    """A ResNet of AdaBin basic blocks. ``stages``: one ``(filters, blocks, stride)`` per stage."""
+    binary = _binary(method)
+    inputs = common.image_input(input_shape, input_tensor, default_shape)
+    x = stem(inputs, stem_filters, conv_init)
+    for s, (filters, blocks, stride) in enumerate(stages, start=1):
+        for b in range(1, blocks + 1):
+            x = basic_block(
+                x, filters, stride if b == 1 else 1, f"stage{s}_block{b}",
+                binary=binary, shortcut=shortcut, initializer=conv_init,
+            )
+    if include_top:
+        x = head(x, num_classes, dense_init)
+    prefix = "" if binary else "float_"
+    model = common.model_from(inputs, x, input_tensor, f"{prefix}{name}")
+    return load(model, weights)
+
+
+def _register_with_float_twin(name, **entry):
+    """Register ``builder`` as ``name`` (AdaBin) and ``float_<name>`` (method="float")."""
+
+    def decorator(builder):
+        register_model(name, **entry)(builder)
+
+        def float_builder(**kwargs):
+            kwargs.setdefault("method", "float")
+            return builder(**kwargs)
+
+        float_builder.__name__ = f"float_{builder.__name__}"
+        float_builder.__doc__ = f"Real-valued twin of :func:`{builder.__name__}`."
+        register_model(f"float_{name}", **entry)(float_builder)
+        return builder
+
+    return decorator
+
+
+CIFAR = dict(input_shape=(32, 32, 3), num_classes=10, family="adabin", recipe="adabin_cifar")
+IMAGENET = dict(
+    input_shape=(224, 224, 3), num_classes=1000, family="adabin", recipe="adabin_imagenet"
+)
+
+
+@_register_with_float_twin("adabin_resnet20", **CIFAR)
+def adabin_resnet20(
+    *, input_shape=None, input_tensor=None, weights=None, include_top=True, num_classes=10,
+    method="adabin",
+):
+    """AdaBin ResNet-20 for CIFAR-10, exactly the official ``resnet20_1w1a``.
+
+    FP stem conv 3->16 + BN + Maxout; 3 stages x 3 BasicBlocks (16/32/64 channels, stride 2
+    at the first block of stages 2 and 3) with option-A shortcuts; head GAP -> BN -> Dense.
+    18 AdaBin convs; 271,262 trainable parameters; 40.11 M binary MACs, 0.44 M FP MACs.
+    He-normal (fan_in) init on every conv and on the Dense layer, like the official code.
+
+    ``weights``: None, the official PyTorch checkpoint ``model.th``, the same tensors as a
+    ``.npz`` state dict, or a Keras weights file saved by this library.
+    """
+    return adabin_resnet(
+        name="adabin_resnet20", stem=cifar_stem, stem_filters=16,
+        stages=[(16, 3, 1), (32, 3, 2), (64, 3, 2)], shortcut=option_a_shortcut,
+        conv_init=HE_FAN_IN, dense_init=HE_FAN_IN, default_shape=CIFAR["input_shape"],
+        input_shape=input_shape, input_tensor=input_tensor, weights=weights,
+        include_top=include_top, num_classes=num_classes, method=method,
+        load=official_adabin.load_weights,
+    )
+
+
+@_register_with_float_twin("adabin_resnet18_cifar", **CIFAR)
+def adabin_resnet18_cifar(
+    *, input_shape=None, input_tensor=None, weights=None, include_top=True, num_classes=10,
+    method="adabin",
+):
+    """AdaBin ResNet-18 for CIFAR-10 (official ``cifar10/nets/resnet18.py``).
+
+    FP stem conv 3x3 3->64 + BN + Maxout (no max-pool); stages 64/128/256/512 x 2 blocks
+    (strides 1, 2, 2, 2); FP 1x1 conv + BN shortcut when the shape changes; head
+    GAP -> BN -> Dense. PyTorch default init (the official module sets none).
+    11.18 M parameters, 547 M binary MACs.
+    """
+    return adabin_resnet(
+        name="adabin_resnet18_cifar", stem=cifar_stem, stem_filters=64,
+        stages=[(64, 2, 1), (128, 2, 2), (256, 2, 2), (512, 2, 2)], shortcut=conv_shortcut,
+        conv_init=TORCH_DEFAULT, dense_init=TORCH_DEFAULT, default_shape=CIFAR["input_shape"],
+        input_shape=input_shape, input_tensor=input_tensor, weights=weights,
+        include_top=include_top, num_classes=num_classes, method=method,
+    )
+
+
+def _imagenet_resnet(name, blocks, **kwargs):
+    return adabin_resnet(
+        name=name, stem=imagenet_stem, stem_filters=64,
+        stages=list(zip((64, 128, 256, 512), blocks, (1, 2, 2, 2))), shortcut=avg_down_shortcut,
+        conv_init=HE_FAN_OUT, dense_init=TORCH_DEFAULT, default_shape=IMAGENET["input_shape"],
+        **kwargs,
+    )
+
+
+@_register_with_float_twin("adabin_resnet18", **IMAGENET)
+def adabin_resnet18(
+    *, input_shape=None, input_tensor=None, weights=None, include_top=True, num_classes=1000,
+    method="adabin",
+):
+    """AdaBin ResNet-18 for ImageNet (official ``imagenet/nets/resnet18.py``).
+
+    FP stem conv 7x7/2 p3 3->64 + BN + Maxout + MaxPool 3x3/2 p1; stages 64/128/256/512 x 2
+    blocks; ``avg_down`` shortcut (AvgPool 2x2 -> FP 1x1 conv -> BN); head GAP -> BN -> Dense.
+    He-normal fan_out init on convs, like the official code. About 11.7 M parameters.
+    (The official module also builds an unused Maxout and BN1d(1000); they are omitted.)
+    """
+    return _imagenet_resnet(
+        "adabin_resnet18", (2, 2, 2, 2), input_shape=input_shape, input_tensor=input_tensor,
+        weights=weights, include_top=include_top, num_classes=num_classes, method=method,
+    )
+
+
+@_register_with_float_twin("adabin_resnet34", **IMAGENET)
+def adabin_resnet34(
+    *, input_shape=None, input_tensor=None, weights=None, include_top=True, num_classes=1000,
+    method="adabin",
+):
+    """AdaBin ResNet-34 for ImageNet (official ``imagenet/nets/resnet34.py``): as
+    :func:`adabin_resnet18` with 3/4/6/3 blocks. About 21.8 M parameters."""
+    return _imagenet_resnet(
+        "adabin_resnet34", (3, 4, 6, 3), input_shape=input_shape, input_tensor=input_tensor,
+        weights=weights, include_top=include_top, num_classes=num_classes, method=method,
+    )
+
+
+# VGG-small: (filters, max-pool after the conv) for the five binary convs after the FP conv.
+VGG_SMALL_CONVS = ((128, True), (256, False), (256, True), (512, False), (512, True))
+
+
+@_register_with_float_twin("adabin_vgg_small", **CIFAR)
+def adabin_vgg_small(
+    *, input_shape=None, input_tensor=None, weights=None, include_top=True, num_classes=10,
+    method="adabin",
+):
+    """AdaBin VGG-small for CIFAR-10.
+
+    FP conv 3x3 3->128 -> BN -> Maxout (layers ``stem_conv``/``stem_bn``/``stem_act``: like
+    the ResNet stems, so that the first binary conv sees a normalised, non-binarized input),
+    then five AdaBin convs 128 -> 256 -> 256 -> 512 -> 512; each is followed by
+    [MaxPool 2x2 for the 1st, 3rd and 5th] -> BN -> Maxout (pooling between conv and BN, as in
+    the usual BNN VGG-small); flatten 4x4x512 = 8192 -> FP Dense. No residuals.
+    He-normal (fan_in) init. ``include_top=False`` returns the 4x4x512 feature map.
+    """
+    binary = _binary(method)
+    inputs = common.image_input(input_shape, input_tensor, CIFAR["input_shape"])
+    x = cifar_stem(inputs, 128, HE_FAN_IN)
+    for i, (filters, pool) in enumerate(VGG_SMALL_CONVS, start=1):
+        name = f"block{i}"
+        x = conv(x, filters, 3, 1, f"{name}_conv", binary=binary, initializer=HE_FAN_IN)
+        if pool:
+            x = tf.keras.layers.MaxPool2D(2, 2, name=f"{name}_pool")(x)
+        x = common.batch_norm(x, f"{name}_bn")
+        x = Maxout(name=f"{name}_act")(x)
+    if include_top:
+        x = tf.keras.layers.Flatten(name="flatten")(x)
+        x = logits(x, num_classes, HE_FAN_IN)
+    prefix = "" if binary else "float_"
+    model = common.model_from(inputs, x, input_tensor, f"{prefix}adabin_vgg_small")
+    return common.load_weights(model, weights)
