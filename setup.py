@@ -15,7 +15,7 @@ setup(
     python_requires=">=3.10,<3.12",
     # The repository folder `models/` is installed as `larq_adaptive.models`,
     # so no top-level `models` package lands in site-packages.
-    packages=["larq_adaptive", "larq_adaptive.models"],
+    packages=["larq_adaptive", "larq_adaptive.training", "larq_adaptive.models"],
     package_dir={"larq_adaptive": "larq_adaptive", "larq_adaptive.models": "models"},
     install_requires=[
         # Full `tensorflow` wheel: runs on CPU without CUDA and satisfies every package
