@@ -67,9 +67,10 @@ __all__ = [
     "search_widths",
 ]
 
+# Default train.py recipes (larq_adaptive.training.recipes, spec 4.5); float twins: one step.
 CIFAR = dict(input_shape=(32, 32, 3), num_classes=10, recipe="dwr_cifar")
-CIFAR_TWO_STEP = dict(input_shape=(32, 32, 3), num_classes=10, recipe="reactnet_cifar")
-IMAGENET = dict(input_shape=(224, 224, 3), num_classes=1000, recipe="reactnet_imagenet")
+IMAGENET = dict(input_shape=(224, 224, 3), num_classes=1000, recipe="dwr_imagenet_two_step",
+                float_recipe="dwr_imagenet")
 
 # VGG-small: one "stage" per binary conv; a 2x2 max-pool ends stages 1, 3 and 5.
 VGG_SMALL_POOLS = (True, False, True, False, True)
@@ -138,7 +139,7 @@ def dwr_resnet20(
     )
 
 
-@register_with_float_twin("dwr_reactnet_resnet20", family="dwr", **CIFAR_TWO_STEP)
+@register_with_float_twin("dwr_reactnet_resnet20", family="dwr", **CIFAR)
 def dwr_reactnet_resnet20(
     *, input_shape=None, input_tensor=None, weights=None, include_top=True, num_classes=10,
     widths=(30, 86, 154), blocks=(1, 1, 1), method="reactnet", binary_weights=True,
@@ -159,7 +160,9 @@ def dwr_reactnet_resnet20(
     )
 
 
-@register_with_float_twin("dwr_resnet18_cifar", family="dwr", **CIFAR)
+@register_with_float_twin(
+    "dwr_resnet18_cifar", family="dwr", **{**CIFAR, "recipe": "dwr_cifar_resnet18"}
+)
 def dwr_resnet18_cifar(
     *, input_shape=None, input_tensor=None, weights=None, include_top=True, num_classes=10,
     widths=(120, 222, 290, 458), blocks=(1, 1, 1, 1), method="irnet", binary_weights=True,

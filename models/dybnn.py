@@ -58,7 +58,9 @@ def dybnn_resnet20(
     )
 
 
-@register_with_float_twin("dybnn_resnet18", family="dybnn", **IMAGENET)
+@register_with_float_twin(
+    "dybnn_resnet18", family="dybnn", recipe=reactnet.RESNET18_RECIPE, **IMAGENET
+)
 def dybnn_resnet18(
     *, input_shape=None, input_tensor=None, weights=None, include_top=True, num_classes=1000,
     method="dybnn", binary_weights=True, reduction=16, hidden_activation="relu",
@@ -72,7 +74,9 @@ def dybnn_resnet18(
     )
 
 
-@register_with_float_twin("dybnn_reactnet_a", family="dybnn", **IMAGENET)
+@register_with_float_twin(
+    "dybnn_reactnet_a", family="dybnn", recipe=reactnet.REACTNET_A_RECIPE, **IMAGENET
+)
 def dybnn_reactnet_a(
     *, input_shape=None, input_tensor=None, weights=None, include_top=True, num_classes=1000,
     method="dybnn", binary_weights=True, reduction=16, hidden_activation="relu",

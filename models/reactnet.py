@@ -1,10 +1,11 @@
 """ReActNet networks (Liu et al., "ReActNet: Towards Precise Binary Neural Networks with
 Generalized Activation Functions", ECCV 2020).
 
-Every binary convolution is ``RSign -> binary conv -> BN``: :class:`~larq_adaptive.quantizers.RSign`
-(sign(x + b), learnable per-channel b) is the conv's ``input_quantizer`` and the weights are
-``mean|W| * sign(W)`` per output channel (:class:`~larq_adaptive.quantizers.ReActNetWeightQuantizer`,
-detached scale, gradient ``1_{|W|<=1}``). Each binary conv has a full-precision residual and
+Every binary convolution is ``RSign -> binary conv -> BN``:
+:class:`~larq_adaptive.quantizers.RSign` (sign(x + b), learnable per-channel b) is the conv's
+``input_quantizer`` and the weights are ``mean|W| * sign(W)`` per output channel
+(:class:`~larq_adaptive.quantizers.ReActNetWeightQuantizer`, detached scale, gradient
+``1_{|W|<=1}``). Each binary conv has a full-precision residual and
 is followed by :class:`~larq_adaptive.layers.RPReLU` after the addition.
 
 Two-step training: ``binary_weights=False`` builds stage 1 (real weights, binary
@@ -50,8 +51,12 @@ from larq_adaptive.models.blocks import (
 
 __all__ = ["reactnet_a", "reactnet_resnet18", "reactnet_resnet20"]
 
-CIFAR = dict(input_shape=(32, 32, 3), num_classes=10, recipe="reactnet_cifar")
-IMAGENET = dict(input_shape=(224, 224, 3), num_classes=1000, recipe="reactnet_imagenet")
+# Default train.py recipes (larq_adaptive.training.recipes); float twins train in one step.
+CIFAR = dict(input_shape=(32, 32, 3), num_classes=10, recipe="reactnet_cifar",
+             float_recipe="dwr_cifar")
+IMAGENET = dict(input_shape=(224, 224, 3), num_classes=1000, float_recipe="dwr_imagenet")
+RESNET18_RECIPE = "reactnet_resnet18_two_step"  # [RA] resnet/run.sh
+REACTNET_A_RECIPE = "reactnet_two_step"  # [RA] mobilenet/run.sh
 
 # ReActNet-A: MobileNetV1 channel list; block i maps CHANNELS[i-1] -> CHANNELS[i].
 REACTNET_A_CHANNELS = (32, 64, 128, 128, 256, 256, 512, 512, 512, 512, 512, 512, 1024, 1024)
@@ -151,7 +156,9 @@ def reactnet_resnet20(
     )
 
 
-@register_with_float_twin("reactnet_resnet18", family="reactnet", **IMAGENET)
+@register_with_float_twin(
+    "reactnet_resnet18", family="reactnet", recipe=RESNET18_RECIPE, **IMAGENET
+)
 def reactnet_resnet18(
     *, input_shape=None, input_tensor=None, weights=None, include_top=True, num_classes=1000,
     method="reactnet", binary_weights=True,
@@ -171,7 +178,9 @@ def reactnet_resnet18(
     )
 
 
-@register_with_float_twin("reactnet_a", family="reactnet", **IMAGENET)
+@register_with_float_twin(
+    "reactnet_a", family="reactnet", recipe=REACTNET_A_RECIPE, **IMAGENET
+)
 def reactnet_a(
     *, input_shape=None, input_tensor=None, weights=None, include_top=True, num_classes=1000,
     method="reactnet", binary_weights=True,
