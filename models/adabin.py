@@ -42,9 +42,9 @@ import functools
 
 import tensorflow as tf
 
-from larq_adaptive.layers import AdaBinConv2D, Maxout, OptionAShortcut, PaddedQuantConv2D
+from larq_adaptive.layers import AdaBinConv2D, Maxout, PaddedQuantConv2D
 from larq_adaptive.models import common, official_adabin
-from larq_adaptive.models.registry import register_model
+from larq_adaptive.models.registry import register_with_float_twin
 
 __all__ = [
     "adabin_resnet18",
@@ -57,21 +57,7 @@ __all__ = [
 METHODS = ("adabin", "float")
 
 
-def _torch_init(scale, mode, distribution):
-    """A factory of fresh initializers (an unseeded Keras initializer instance that is called
-    twice returns the same values both times, so every layer needs its own)."""
-
-    def factory():
-        return tf.keras.initializers.VarianceScaling(scale, mode, distribution)
-
-    return factory
-
-
-# PyTorch's initializers: kaiming_normal_ (fan_in or fan_out, gain sqrt 2, not truncated) and
-# the nn.Conv2d / nn.Linear default kaiming_uniform_(a=sqrt 5) = U(+-1/sqrt(fan_in)).
-HE_FAN_IN = _torch_init(2.0, "fan_in", "untruncated_normal")
-HE_FAN_OUT = _torch_init(2.0, "fan_out", "untruncated_normal")
-TORCH_DEFAULT = _torch_init(1.0 / 3.0, "fan_in", "uniform")
+HE_FAN_IN, HE_FAN_OUT, TORCH_DEFAULT = common.HE_FAN_IN, common.HE_FAN_OUT, common.TORCH_DEFAULT
 
 
 def conv(x, filters, kernel_size, strides, name, *, initializer, layer=PaddedQuantConv2D):
@@ -90,44 +76,12 @@ def conv_bn_act(x, filters, kernel_size, strides, name, *, initializer):
     return Maxout(name=f"{name}_act")(x)
 
 
-# Shortcuts around the first conv of a block: ``shortcut(x, filters, strides, name, init)``.
-# All are the identity when the shape does not change.
-
-
-def _needs_projection(x, filters, strides):
-    return strides != 1 or x.shape[-1] != filters
-
-
-def option_a_shortcut(x, filters, strides, name, initializer):
-    """CIFAR ResNet-20: parameter-free subsample + channel zero-padding."""
-    if not _needs_projection(x, filters, strides):
-        return x
-    return OptionAShortcut(filters, strides, name=f"{name}_shortcut")(x)
-
-
-def conv_shortcut(x, filters, strides, name, initializer):
-    """CIFAR ResNet-18: full-precision 1x1 conv with stride, then BN."""
-    if not _needs_projection(x, filters, strides):
-        return x
-    x = conv(x, filters, 1, strides, f"{name}_shortcut_conv", initializer=initializer)
-    return common.batch_norm(x, f"{name}_shortcut_bn")
-
-
-def avg_down_shortcut(x, filters, strides, name, initializer):
-    """ImageNet ResNets (``avg_down``): AvgPool 2x2/2 -> full-precision 1x1 conv -> BN.
-
-    PyTorch's ``AvgPool2d(2, 2, ceil_mode=True, count_include_pad=False)`` is exactly Keras'
-    ``padding="same"`` average pool (a plain 2x2/2 pool on even sizes; on odd sizes the last
-    window averages the pixels it covers).
-    """
-    if not _needs_projection(x, filters, strides):
-        return x
-    if strides != 1:
-        x = tf.keras.layers.AveragePooling2D(
-            strides, strides, padding="same", name=f"{name}_shortcut_pool"
-        )(x)
-    x = conv(x, filters, 1, 1, f"{name}_shortcut_conv", initializer=initializer)
-    return common.batch_norm(x, f"{name}_shortcut_bn")
+# Shortcuts: ``shortcut(x, filters, strides, name)`` from :mod:`larq_adaptive.models.common`.
+option_a_shortcut = common.option_a_shortcut
+conv_shortcut = functools.partial(common.conv_shortcut, initializer=TORCH_DEFAULT)
+avg_down_shortcut = functools.partial(
+    common.avg_pool_shortcut, initializer=HE_FAN_OUT, ceil_mode=True
+)
 
 
 def basic_block(x, filters, strides, name, *, binary_conv, shortcut, initializer):
@@ -135,7 +89,7 @@ def basic_block(x, filters, strides, name, *, binary_conv, shortcut, initializer
     h = conv(x, filters, 3, strides, f"{name}_conv1", initializer=initializer, layer=binary_conv)
     h = common.batch_norm(h, f"{name}_bn1")
     h = tf.keras.layers.Add(name=f"{name}_add1")(
-        [h, shortcut(x, filters, strides, name, initializer)]
+        [h, shortcut(x, filters, strides, name)]
     )
     h = Maxout(name=f"{name}_act1")(h)
     y = conv(h, filters, 3, 1, f"{name}_conv2", initializer=initializer, layer=binary_conv)
@@ -207,32 +161,13 @@ def adabin_resnet(
     return load(model, weights)
 
 
-def _register_with_float_twin(name, **entry):
-    """Register ``builder`` as ``name`` (AdaBin) and ``float_<name>`` (method="float")."""
-
-    def decorator(builder):
-        register_model(name, **entry)(builder)
-
-        def float_builder(**kwargs):
-            if kwargs.setdefault("method", "float") != "float":
-                raise ValueError(f"float_{name} is the method='float' twin of {name}")
-            return builder(**kwargs)
-
-        float_builder.__name__ = f"float_{builder.__name__}"
-        float_builder.__doc__ = f"Real-valued twin of :func:`{builder.__name__}`."
-        register_model(f"float_{name}", **entry)(float_builder)
-        return builder
-
-    return decorator
-
-
 CIFAR = dict(input_shape=(32, 32, 3), num_classes=10, family="adabin", recipe="adabin_cifar")
 IMAGENET = dict(
     input_shape=(224, 224, 3), num_classes=1000, family="adabin", recipe="adabin_imagenet"
 )
 
 
-@_register_with_float_twin("adabin_resnet20", **CIFAR)
+@register_with_float_twin("adabin_resnet20", **CIFAR)
 def adabin_resnet20(
     *, input_shape=None, input_tensor=None, weights=None, include_top=True, num_classes=10,
     method="adabin", decomposed=False,
@@ -258,7 +193,7 @@ def adabin_resnet20(
     )
 
 
-@_register_with_float_twin("adabin_resnet18_cifar", **CIFAR)
+@register_with_float_twin("adabin_resnet18_cifar", **CIFAR)
 def adabin_resnet18_cifar(
     *, input_shape=None, input_tensor=None, weights=None, include_top=True, num_classes=10,
     method="adabin", decomposed=False,
@@ -289,7 +224,7 @@ def _imagenet_resnet(name, blocks, **kwargs):
     )
 
 
-@_register_with_float_twin("adabin_resnet18", **IMAGENET)
+@register_with_float_twin("adabin_resnet18", **IMAGENET)
 def adabin_resnet18(
     *, input_shape=None, input_tensor=None, weights=None, include_top=True, num_classes=1000,
     method="adabin", decomposed=False,
@@ -308,7 +243,7 @@ def adabin_resnet18(
     )
 
 
-@_register_with_float_twin("adabin_resnet34", **IMAGENET)
+@register_with_float_twin("adabin_resnet34", **IMAGENET)
 def adabin_resnet34(
     *, input_shape=None, input_tensor=None, weights=None, include_top=True, num_classes=1000,
     method="adabin", decomposed=False,
@@ -326,7 +261,7 @@ def adabin_resnet34(
 VGG_SMALL_CONVS = ((128, True), (256, False), (256, True), (512, False), (512, True))
 
 
-@_register_with_float_twin("adabin_vgg_small", **CIFAR)
+@register_with_float_twin("adabin_vgg_small", **CIFAR)
 def adabin_vgg_small(
     *, input_shape=None, input_tensor=None, weights=None, include_top=True, num_classes=10,
     method="adabin", decomposed=False,

@@ -25,9 +25,9 @@ import functools
 import larq as lq
 import tensorflow as tf
 
-from larq_adaptive.layers import DyPReLU, OptionAShortcut, PaddedQuantConv2D, RPReLU
+from larq_adaptive.layers import DyPReLU, PaddedQuantConv2D, RPReLU
 from larq_adaptive.models import common
-from larq_adaptive.models.registry import register_model
+from larq_adaptive.models.registry import register_with_float_twin  # noqa: F401  (re-export)
 from larq_adaptive.quantizers import DySign, ReActNetWeightQuantizer, RSign, SwitchableQuantizer
 from larq_adaptive.registry import register
 
@@ -73,20 +73,6 @@ class ChannelSlice(tf.keras.layers.Layer):
         return {**super().get_config(), "start": self.start, "stop": self.stop}
 
 
-def torch_default_init():
-    """``nn.Conv2d``/``nn.Linear`` default: kaiming_uniform_(a=sqrt 5) = U(+-1/sqrt(fan_in))."""
-    return tf.keras.initializers.VarianceScaling(1.0 / 3.0, "fan_in", "uniform")
-
-
-def kaiming_normal_init():
-    """``init.kaiming_normal_`` (fan_in, gain sqrt 2, not truncated)."""
-    return tf.keras.initializers.VarianceScaling(2.0, "fan_in", "untruncated_normal")
-
-
-# Initializers are created per layer: one unseeded Keras initializer instance called twice
-# returns the *same* values (Keras 2.15), which would give same-shaped convs equal kernels.
-
-
 @dataclasses.dataclass(frozen=True)
 class Method:
     """How the convolutions of a network are binarized; factories are called once per layer."""
@@ -107,10 +93,10 @@ METHODS = BINARY_METHODS + ("float",)
 
 # method -> (input quantizer, kernel quantizer, activation, binary-conv kernel init, dynamic?)
 _TABLE = {
-    "reactnet": (RSign, ReActNetWeightQuantizer, RPReLU, torch_default_init, False),
-    "dybnn": (DySign, ReActNetWeightQuantizer, DyPReLU, torch_default_init, True),
+    "reactnet": (RSign, ReActNetWeightQuantizer, RPReLU, common.TORCH_DEFAULT, False),
+    "dybnn": (DySign, ReActNetWeightQuantizer, DyPReLU, common.TORCH_DEFAULT, True),
     "irnet": (
-        lq.quantizers.ApproxSign, lq.quantizers.SteSign, HardTanh, kaiming_normal_init, False,
+        lq.quantizers.ApproxSign, lq.quantizers.SteSign, HardTanh, common.HE_FAN_IN, False,
     ),
 }
 
@@ -180,43 +166,12 @@ def residual_unit(x, shortcut, filters, strides, name, method, index="", kernel_
     return method.activation(name=f"{name}_act{index}")(y)
 
 
-def _changes_shape(x, filters, strides):
-    return strides != 1 or x.shape[-1] != filters
-
-
-def option_a_shortcut(x, filters, strides, name):
-    """Identity, or subsample at even positions + zero channel padding (DWR's generalised
-    option A: ``(filters - C_in) // 2`` zeros before, the rest after)."""
-    if not _changes_shape(x, filters, strides):
-        return x
-    return OptionAShortcut(filters, strides, name=f"{name}_shortcut")(x)
-
-
-def conv_shortcut(x, filters, strides, name):
-    """Identity, or full-precision 1x1 conv (stride ``strides``) -> BN (CIFAR ResNet-18)."""
-    if not _changes_shape(x, filters, strides):
-        return x
-    x = common.float_conv(x, filters, 1, strides, pad=0, name=f"{name}_shortcut_conv")
-    return common.batch_norm(x, f"{name}_shortcut_bn")
-
-
-def avg_pool_shortcut(x, filters, strides, name):
-    """Identity, or ``AvgPool2d(2, strides)`` -> full-precision 1x1 conv -> BN (Bi-Real /
-    ReActNet ImageNet ResNets; PyTorch's default AvgPool2d is a VALID pool)."""
-    if not _changes_shape(x, filters, strides):
-        return x
-    if strides != 1:
-        x = tf.keras.layers.AveragePooling2D(2, strides, name=f"{name}_shortcut_pool")(x)
-    x = common.float_conv(x, filters, 1, 1, pad=0, name=f"{name}_shortcut_conv")
-    return common.batch_norm(x, f"{name}_shortcut_bn")
-
-
 def dwr_basic_block(x, filters, strides, name, method):
     """DWR's CIFAR ResNet-20 block: a residual around *each* binary conv.
 
     ``h = act1(BN1(conv1(x)) + optionA(x)); y = act2(BN2(conv2(h)) + h)``.
     """
-    h = residual_unit(x, option_a_shortcut(x, filters, strides, name), filters, strides, name,
+    h = residual_unit(x, common.option_a_shortcut(x, filters, strides, name), filters, strides, name,
                       method, 1)
     return residual_unit(h, h, filters, 1, name, method, 2)
 
@@ -225,13 +180,13 @@ def resnet_basic_block(x, filters, strides, name, method):
     """The standard BasicBlock (DWR CIFAR ResNet-18): ``act(BN(conv2(act(BN(conv1(x))))) + SC(x))``
     with a full-precision 1x1 conv + BN shortcut when the shape changes."""
     h = conv_bn_act(x, filters, 3, strides, name, method, 1)
-    return residual_unit(h, conv_shortcut(x, filters, strides, name), filters, 1, name, method, 2)
+    return residual_unit(h, common.conv_shortcut(x, filters, strides, name), filters, 1, name, method, 2)
 
 
 def bireal_block(x, filters, strides, name, method):
     """One-conv Bi-Real / ReActNet block: ``act(BN(conv3x3(x)) + SC(x))``, SC =
-    :func:`avg_pool_shortcut`."""
-    return residual_unit(x, avg_pool_shortcut(x, filters, strides, name), filters, strides,
+    :func:`larq_adaptive.models.common.avg_pool_shortcut`."""
+    return residual_unit(x, common.avg_pool_shortcut(x, filters, strides, name), filters, strides,
                          name, method)
 
 
@@ -301,32 +256,3 @@ def cifar_resnet20(
     if include_top:
         x = pooled_head(x, num_classes, method)
     return finish(inputs, x, input_tensor, name, method, weights)
-
-
-# ---------------------------------------------------------------------------------------
-# Registration.
-
-
-def register_with_float_twin(name, *, family, recipe, float_recipe=None, **entry):
-    """Register ``builder`` as ``name`` and its ``method="float"`` twin as ``float_<name>``
-    (registry family ``"float"``). ``float_recipe`` (default ``recipe``) must be a one-step
-    recipe when ``recipe`` trains in two steps: a float twin has no binary kernels to switch."""
-
-    def decorator(builder):
-        register_model(name, family=family, recipe=recipe, **entry)(builder)
-
-        @functools.wraps(builder)  # keeps the signature visible to inspect.signature
-        def float_builder(**kwargs):
-            kwargs.setdefault("method", "float")
-            return builder(**kwargs)
-
-        float_builder.__name__ = f"float_{builder.__name__}"
-        float_builder.__qualname__ = float_builder.__name__
-        float_builder.__doc__ = (
-            f"Real-valued twin of :func:`{builder.__name__}` (``method='float'``)."
-        )
-        register_model(f"float_{name}", family="float", recipe=float_recipe or recipe,
-                       **entry)(float_builder)
-        return builder
-
-    return decorator

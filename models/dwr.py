@@ -37,6 +37,15 @@ References:
 - Official code: https://github.com/pingxue-hfut/DWR
 """
 
+if __name__ == "__main__":  # `python -m larq_adaptive.models.dwr`: the package import has
+    # already registered the builders below; running this body again would register twice.
+    import sys
+
+    from larq_adaptive.models.dwr_search import main
+
+    sys.exit(main())
+
+
 import tensorflow as tf
 
 from larq_adaptive.models import common
@@ -246,6 +255,3 @@ def dwr_reactnet_resnet18(
 
 
 from larq_adaptive.models.dwr_search import main, reshape, search_widths  # noqa: E402
-
-if __name__ == "__main__":
-    main()

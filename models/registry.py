@@ -1,6 +1,7 @@
 """Model registry: ``available_models()``, ``get_model(name, **kwargs)``, ``preprocess_input``."""
 
 import dataclasses
+import functools
 
 import numpy as np
 import tensorflow as tf
@@ -31,6 +32,30 @@ def register_model(name, *, input_shape, num_classes, family, recipe, normalizat
             raise ValueError(f"model {name!r} is registered twice")
         _MODELS[name] = ModelEntry(
             name, builder, tuple(input_shape), num_classes, family, recipe, normalization
+        )
+        return builder
+
+    return decorator
+
+
+def register_with_float_twin(name, *, family, recipe, float_recipe=None, **entry):
+    """Register ``builder`` as ``name`` and its ``method="float"`` twin as ``float_<name>``
+    (registry family ``"float"``; recipe ``float_recipe``, default ``recipe``)."""
+
+    def decorator(builder):
+        register_model(name, family=family, recipe=recipe, **entry)(builder)
+
+        @functools.wraps(builder)
+        def float_builder(**kwargs):
+            if kwargs.setdefault("method", "float") != "float":
+                raise ValueError(f"float_{name} is the method='float' twin of {name}")
+            return builder(**kwargs)
+
+        float_builder.__name__ = f"float_{builder.__name__}"
+        float_builder.__qualname__ = float_builder.__name__
+        float_builder.__doc__ = f"Real-valued twin of :func:`{builder.__name__}` (``method='float'``)."
+        register_model(f"float_{name}", family="float", recipe=float_recipe or recipe, **entry)(
+            float_builder
         )
         return builder
 

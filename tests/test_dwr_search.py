@@ -290,9 +290,7 @@ def test_main_bad_input_exits_2(tmp_path, capsys, args, message):
 
 @pytest.mark.parametrize("module", [
     "larq_adaptive.models.dwr_search",
-    pytest.param("larq_adaptive.models.dwr", marks=pytest.mark.xfail(
-        strict=True, reason="models/dwr.py re-registers its builders when run with -m "
-        "(needs the __main__ guard before the registrations)")),
+    "larq_adaptive.models.dwr",
 ])
 def test_command_missing_dir_exit_status_and_no_traceback(tmp_path, module):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}

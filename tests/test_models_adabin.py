@@ -57,7 +57,7 @@ def test_registry_entries():
         for registered in (name, f"float_{name}"):
             assert registered in available_models()
             entry = model_entry(registered)
-            assert entry.family == "adabin"
+            assert entry.family == ("adabin" if registered == name else "float")
     assert model_entry("adabin_resnet20").recipe == "adabin_cifar"
     assert model_entry("adabin_resnet34").recipe == "adabin_imagenet"
     assert model_entry("adabin_resnet18").input_shape == (224, 224, 3)
