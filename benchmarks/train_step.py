@@ -1,0 +1,87 @@
+"""Median train-step time of the adaptive ResNet-20s against the same network with larq's
+plain quantizers, on CPU, in one process.
+
+    python benchmarks/train_step.py [--batch-size 128] [--rounds 7] [--steps 5] [--json out.json]
+
+Models: adabin_resnet20, reactnet_resnet20, dybnn_resnet20 and the baseline
+``reactnet_resnet20(method="irnet")``: the same ResNet-20 graph with larq's plain
+``ste_sign`` kernels and ``approx_sign`` inputs (IR-Net style, HardTanh activations).
+Each model is compiled (SGD momentum 0.9 + coupled weight decay, as the recipes) and warmed
+up; then ``rounds`` rounds each time ``steps`` ``train_on_batch`` calls per model, models
+interleaved so that load changes on a shared machine hit them alike. Reports the median
+per-step time and the ratio to the baseline.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from larq_adaptive.models import get_model  # noqa: E402
+from larq_adaptive.training import CoupledWeightDecay  # noqa: E402
+
+MODELS = {
+    "adabin_resnet20": ("adabin_resnet20", {}, "all"),
+    "reactnet_resnet20": ("reactnet_resnet20", {}, "reactnet"),
+    "dybnn_resnet20": ("dybnn_resnet20", {}, "reactnet"),
+    "plain_ste_sign_resnet20": ("reactnet_resnet20", {"method": "irnet"}, "all"),
+}
+BASELINE = "plain_ste_sign_resnet20"
+
+
+def build(name, batch_size):
+    registered, kwargs, decay = MODELS[name]
+    model = get_model(registered, **kwargs)
+    CoupledWeightDecay(model, decay).coefficient.assign(1e-4)
+    model.compile(
+        tf.keras.optimizers.SGD(0.01, momentum=0.9),
+        tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(batch_size, 32, 32, 3)).astype(np.float32)
+    y = rng.integers(0, 10, batch_size)
+    for _ in range(3):  # trace + warm up
+        model.train_on_batch(x, y)
+    return model, x, y
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--json", help="also write the results here")
+    args = parser.parse_args(argv)
+    tf.keras.utils.set_random_seed(0)
+    built = {name: build(name, args.batch_size) for name in MODELS}
+    times = {name: [] for name in MODELS}
+    for _ in range(args.rounds):
+        for name, (model, x, y) in built.items():
+            start = time.perf_counter()
+            for _ in range(args.steps):
+                model.train_on_batch(x, y)
+            times[name].append((time.perf_counter() - start) / args.steps)
+    base = statistics.median(times[BASELINE])
+    results = {}
+    print(f"batch {args.batch_size}, {args.rounds} rounds x {args.steps} steps, "
+          f"{os.cpu_count()} CPU(s)")
+    print(f"| model | median step (ms) | ratio to {BASELINE} |\n|---|---|---|")
+    for name, samples in times.items():
+        median = statistics.median(samples)
+        results[name] = {"median_ms": round(1e3 * median, 1), "ratio": round(median / base, 3),
+                         "samples_ms": [round(1e3 * s, 1) for s in samples]}
+        print(f"| {name} | {1e3 * median:.1f} | {median / base:.2f}x |")
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump({"batch_size": args.batch_size, "results": results}, handle, indent=2)
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""Knowledge distillation as ReActNet does it (spec algorithms.md 2.4).
+
+    L = mean_n ( - sum_c softmax(z_T)_{n,c} log softmax(z_S)_{n,c} )
+
+soft targets from a frozen teacher evaluated on the *same augmented batch*, no temperature,
+no hard-label term. :class:`Distiller` wraps a student so that ``model.fit`` trains it with
+that loss while ``evaluate``/validation use the compiled hard-label loss and metrics.
+"""
+
+import tensorflow as tf
+
+__all__ = ["Distiller", "soft_target_cross_entropy"]
+
+
+def soft_target_cross_entropy(teacher_logits, student_logits):
+    """Per-example cross-entropy of the student against the teacher's softmax (float32)."""
+    targets = tf.nn.softmax(tf.cast(teacher_logits, tf.float32), axis=-1)
+    log_probs = tf.nn.log_softmax(tf.cast(student_logits, tf.float32), axis=-1)
+    return -tf.reduce_sum(targets * log_probs, axis=-1)
+
+
+class Distiller(tf.keras.Model):
+    """``student`` trained on ``teacher``'s soft targets; the teacher is frozen
+    (``trainable=False``, called with ``training=False``). Compile it like the student
+    (hard-label loss and metrics for validation); the compiled metrics also track the
+    training batches' hard labels. The student's own losses (weight decay) are added."""
+
+    def __init__(self, student, teacher, **kwargs):
+        super().__init__(**kwargs)
+        self.student = student
+        self.teacher = teacher
+        self.teacher.trainable = False
+        self.kd_loss = tf.keras.metrics.Mean(name="kd_loss")
+
+    def call(self, inputs, training=None):
+        return self.student(inputs, training=training)
+
+    @property
+    def metrics(self):
+        return super().metrics + [self.kd_loss]
+
+    def train_step(self, data):
+        images, labels = data[0], data[1]
+        teacher_logits = tf.stop_gradient(self.teacher(images, training=False))
+        with tf.GradientTape() as tape:
+            logits = self.student(images, training=True)
+            per_example = soft_target_cross_entropy(teacher_logits, logits)
+            loss = tf.nn.compute_average_loss(per_example)
+            if self.student.losses:
+                loss += tf.nn.scale_regularization_loss(tf.add_n(self.student.losses))
+        self.optimizer.minimize(loss, self.student.trainable_variables, tape=tape)
+        self.kd_loss.update_state(per_example)
+        self.compiled_metrics.update_state(labels, logits)
+        return {**self._compiled_results(), "loss": self.kd_loss.result()}
+
+    def test_step(self, data):
+        images, labels = data[0], data[1]
+        logits = self.student(images, training=False)
+        self.compiled_loss(labels, logits, regularization_losses=self.student.losses)
+        self.compiled_metrics.update_state(labels, logits)
+        return self._compiled_results()
+
+    def _compiled_results(self):
+        return {m.name: m.result() for m in super().metrics}

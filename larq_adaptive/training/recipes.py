@@ -1,0 +1,144 @@
+"""The official training recipes as data (spec: algorithms.md 1.8, 2.4-2.5, 4.5; pitfalls 8, 12).
+
+A :class:`Recipe` fixes the optimizer, the base learning rate and its per-epoch schedule, the
+batch size, the loss, the augmentation, the coupled-L2 weight-decay parameter set and the
+stages (one, or two for ReActNet-style two-step training). ``train.py --recipe NAME`` uses
+them; ``--epochs/--lr/--batch-size/--optimizer/--weight-decay`` override single fields.
+"""
+
+import dataclasses
+import math
+
+__all__ = ["RECIPES", "Recipe", "Stage", "get_recipe", "learning_rate", "available_recipes"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    """One ``model.fit`` of a recipe.
+
+    ``binary_weights``: value given to every ``SwitchableQuantizer.active`` (False = real
+    weights, ReActNet step 1). ``weight_decay``: PyTorch-style coupled L2 coefficient.
+    """
+
+    name: str
+    epochs: int
+    weight_decay: float
+    binary_weights: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    name: str
+    description: str
+    optimizer: str  # "sgd" (momentum 0.9) | "adam" (0.9, 0.999, eps 1e-8)
+    learning_rate: float
+    schedule: str  # "cosine": lr0 (1 + cos(pi e / E)) / 2 | "linear": lr0 (1 - (e + 1) / E)
+    batch_size: int
+    stages: tuple
+    decay: str  # "all": every trainable variable | "reactnet": 4-D kernels + sign/PReLU shifts
+    loss: str = "ce"  # "ce" | "kd" (soft targets from --teacher; CE if no teacher is given)
+    augmentation: str = "cifar"  # "cifar": pad-4 crop + flip | "imagenet": RRC + flip
+    ede: bool = False  # AdaBin's progressive (k, t) schedule
+    families: tuple = ()  # model families the recipe was written for ("float" fits all)
+
+    @property
+    def two_step(self):
+        return len(self.stages) > 1
+
+    def fits(self, family):
+        return family == "float" or family in self.families
+
+
+def _two_step(epochs, weight_decay=1e-5):
+    return (
+        Stage("step1_binary_activations", epochs, weight_decay, binary_weights=False),
+        Stage("step2_binary_weights", epochs, 0.0, binary_weights=True),
+    )
+
+
+_RECIPES = (
+    Recipe(
+        "adabin_cifar", "AdaBin CIFAR-10 (cifar10/main.py): SGD 0.1, cosine, 400 epochs, wd 1e-4 "
+        "on all parameters, EDE (k, t)", "sgd", 0.1, "cosine", 128,
+        (Stage("main", 400, 1e-4),), "all", ede=True, families=("adabin", "irnet"),
+    ),
+    Recipe(
+        "adabin_imagenet", "AdaBin ImageNet: SGD 0.1, cosine, 120 epochs, batch 256, wd 1e-5 "
+        "on all parameters, EDE (k, t)", "sgd", 0.1, "cosine", 256,
+        (Stage("main", 120, 1e-5),), "all", augmentation="imagenet", ede=True,
+        families=("adabin", "irnet"),
+    ),
+    Recipe(
+        "reactnet_two_step", "ReActNet-A two-step (mobilenet/run.sh): Adam 1.25e-3, linear, "
+        "128 + 128 epochs, batch 256, wd 1e-5 then 0, KD", "adam", 1.25e-3, "linear", 256,
+        _two_step(128), "reactnet", loss="kd", augmentation="imagenet",
+        families=("reactnet", "dybnn", "dwr"),
+    ),
+    Recipe(
+        "reactnet_resnet18_two_step", "ReActNet ResNet-18 two-step (resnet/run.sh): Adam 2.5e-3, "
+        "linear, 128 + 128 epochs, batch 512, wd 1e-5 then 0, KD", "adam", 2.5e-3, "linear", 512,
+        _two_step(128), "reactnet", loss="kd", augmentation="imagenet",
+        families=("reactnet", "dybnn", "dwr"),
+    ),
+    Recipe(
+        "reactnet_imagenet", "= reactnet_two_step (ReActNet-A settings, the ImageNet default of "
+        "the ReActNet/DyBNN builders)", "adam", 1.25e-3, "linear", 256,
+        _two_step(128), "reactnet", loss="kd", augmentation="imagenet",
+        families=("reactnet", "dybnn", "dwr"),
+    ),
+    Recipe(
+        "reactnet_cifar", "ReActNet two-step transferred to CIFAR (not an official recipe): Adam "
+        "1.25e-3, linear, 200 + 200 epochs, batch 128, wd 1e-5 then 0, KD if --teacher, "
+        "CIFAR augmentation",
+        "adam", 1.25e-3, "linear", 128, _two_step(200), "reactnet", loss="kd",
+        families=("reactnet", "dybnn", "dwr"),
+    ),
+    Recipe(
+        "dwr_cifar", "DWR CIFAR (trainer.py): SGD 0.1, cosine, 400 epochs, batch 128, wd 1e-4 "
+        "on all parameters", "sgd", 0.1, "cosine", 128, (Stage("main", 400, 1e-4),), "all",
+        families=("dwr", "reactnet", "dybnn", "irnet"),
+    ),
+    Recipe(
+        "dwr_cifar_resnet18", "DWR CIFAR ResNet-18: SGD 0.08, cosine, 600 epochs, batch 128, "
+        "wd 1e-4 on all parameters", "sgd", 0.08, "cosine", 128, (Stage("main", 600, 1e-4),),
+        "all", families=("dwr", "reactnet", "dybnn", "irnet"),
+    ),
+    Recipe(
+        "dwr_imagenet", "DWR ImageNet single step: Adam 1e-3, cosine, 128 epochs, batch 512, "
+        "wd 0", "adam", 1e-3, "cosine", 512, (Stage("main", 128, 0.0),), "reactnet",
+        augmentation="imagenet", families=("dwr", "reactnet", "dybnn"),
+    ),
+    Recipe(
+        "dwr_imagenet_two_step", "DWR ImageNet two-step (resnet-18+reactnet+2-step): Adam 1e-3, "
+        "cosine, 256 + 256 epochs, batch 512, wd 1e-5 then 0, KD", "adam", 1e-3, "cosine", 512,
+        _two_step(256), "reactnet", loss="kd", augmentation="imagenet",
+        families=("dwr", "reactnet", "dybnn"),
+    ),
+)
+RECIPES = {recipe.name: recipe for recipe in _RECIPES}
+
+
+def available_recipes():
+    return sorted(RECIPES)
+
+
+def get_recipe(name):
+    try:
+        return RECIPES[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown recipe {name!r}; available: {', '.join(available_recipes())}"
+        ) from None
+
+
+def learning_rate(schedule, base_lr, epoch, epochs):
+    """The learning rate of 0-based ``epoch`` of a stage of ``epochs`` epochs (per epoch,
+    spec pitfall 12): PyTorch ``CosineAnnealingLR(T_max=epochs, eta_min=0)`` or ReActNet's
+    ``LambdaLR(1 - e / E)`` stepped before the epoch (the last epoch has lr 0)."""
+    if schedule == "cosine":
+        return base_lr * 0.5 * (1.0 + math.cos(math.pi * epoch / epochs))
+    if schedule == "linear":
+        return base_lr * (1.0 - (epoch + 1) / epochs)
+    if schedule == "constant":
+        return base_lr
+    raise ValueError(f"unknown schedule {schedule!r}")
