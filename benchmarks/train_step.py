@@ -3,9 +3,12 @@ plain quantizers, on CPU, in one process.
 
     python benchmarks/train_step.py [--batch-size 128] [--rounds 7] [--steps 5] [--json out.json]
 
-Models: adabin_resnet20, reactnet_resnet20, dybnn_resnet20 and the baseline
-``reactnet_resnet20(method="irnet")``: the same ResNet-20 graph with larq's plain
-``ste_sign`` kernels and ``approx_sign`` inputs (IR-Net style, HardTanh activations).
+Models: adabin_resnet20, reactnet_resnet20, dybnn_resnet20, each against *the same network*
+with larq's plain ``ste_sign`` as input and kernel quantizer (``<name>+ste_sign``: every
+binary conv's AdaBin/RSign/DySign/ReActNet quantizers replaced, activations, BN and shortcuts
+unchanged), so the ratio is the cost of the adaptive quantizers. A reference row,
+``reactnet_resnet20(method="irnet")`` (IR-Net style: ``approx_sign``/``ste_sign``, HardTanh),
+shows the cost of the plain network with the cheapest activation.
 Each model is compiled (SGD momentum 0.9 + coupled weight decay, as the recipes) and warmed
 up; then ``rounds`` rounds each time ``steps`` ``train_on_batch`` calls per model, models
 interleaved so that load changes on a shared machine hit them alike. Reports the median
@@ -23,21 +26,42 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from larq_adaptive.layers import PaddedQuantConv2D  # noqa: E402
 from larq_adaptive.models import get_model  # noqa: E402
 from larq_adaptive.training import CoupledWeightDecay  # noqa: E402
 
-MODELS = {
-    "adabin_resnet20": ("adabin_resnet20", {}, "all"),
-    "reactnet_resnet20": ("reactnet_resnet20", {}, "reactnet"),
-    "dybnn_resnet20": ("dybnn_resnet20", {}, "reactnet"),
-    "plain_ste_sign_resnet20": ("reactnet_resnet20", {"method": "irnet"}, "all"),
-}
-BASELINE = "plain_ste_sign_resnet20"
+ADAPTIVE = {"adabin_resnet20": "all", "reactnet_resnet20": "reactnet", "dybnn_resnet20": "reactnet"}
+PLAIN = "+ste_sign"
+REFERENCE = "irnet_resnet20"
+MODELS = [*ADAPTIVE, *(name + PLAIN for name in ADAPTIVE), REFERENCE]
+
+
+def with_ste_sign(model):
+    """The same network with larq's plain ``ste_sign`` quantizers in every binary conv."""
+
+    def clone(layer):
+        if isinstance(layer, PaddedQuantConv2D) and layer.input_quantizer is not None:
+            config = {**layer.get_config(), "input_quantizer": "ste_sign",
+                      "kernel_quantizer": "ste_sign"}
+            config.pop("decomposed", None)
+            return PaddedQuantConv2D.from_config(config)
+        return layer.__class__.from_config(layer.get_config())
+
+    return tf.keras.models.clone_model(model, clone_function=clone)
+
+
+def make(name):
+    """(model, weight-decay group) for a benchmark row name."""
+    if name == REFERENCE:
+        return get_model("reactnet_resnet20", method="irnet"), "all"
+    if name.endswith(PLAIN):
+        base = name[: -len(PLAIN)]
+        return with_ste_sign(get_model(base)), ADAPTIVE[base]
+    return get_model(name), ADAPTIVE[name]
 
 
 def build(name, batch_size):
-    registered, kwargs, decay = MODELS[name]
-    model = get_model(registered, **kwargs)
+    model, decay = make(name)
     CoupledWeightDecay(model, decay).coefficient.assign(1e-4)
     model.compile(
         tf.keras.optimizers.SGD(0.01, momentum=0.9),
@@ -67,16 +91,21 @@ def main(argv=None):
             for _ in range(args.steps):
                 model.train_on_batch(x, y)
             times[name].append((time.perf_counter() - start) / args.steps)
-    base = statistics.median(times[BASELINE])
+    medians = {name: statistics.median(samples) for name, samples in times.items()}
     results = {}
     print(f"batch {args.batch_size}, {args.rounds} rounds x {args.steps} steps, "
           f"{os.cpu_count()} CPU(s)")
-    print(f"| model | median step (ms) | ratio to {BASELINE} |\n|---|---|---|")
-    for name, samples in times.items():
-        median = statistics.median(samples)
-        results[name] = {"median_ms": round(1e3 * median, 1), "ratio": round(median / base, 3),
-                         "samples_ms": [round(1e3 * s, 1) for s in samples]}
-        print(f"| {name} | {1e3 * median:.1f} | {median / base:.2f}x |")
+    print("| model | median step (ms) | vs same network + ste_sign | vs IR-Net-style ResNet-20 |")
+    print("|---|---|---|---|")
+    for name, median in medians.items():
+        plain = medians.get(name + PLAIN)
+        ratio = median / plain if plain else None
+        results[name] = {"median_ms": round(1e3 * median, 1),
+                         "ratio_to_ste_sign_twin": round(ratio, 3) if ratio else None,
+                         "ratio_to_reference": round(median / medians[REFERENCE], 3),
+                         "samples_ms": [round(1e3 * s, 1) for s in times[name]]}
+        twin = f"{ratio:.2f}x" if ratio else "-"
+        print(f"| {name} | {1e3 * median:.1f} | {twin} | {median / medians[REFERENCE]:.2f}x |")
     if args.json:
         with open(args.json, "w") as handle:
             json.dump({"batch_size": args.batch_size, "results": results}, handle, indent=2)

@@ -1,0 +1,404 @@
+"""Deployment with Larq Compute Engine: every binary convolution as an ``LceBconv2d``.
+
+    import larq_adaptive as lqa
+    report = lqa.export.to_tflite(model, "model.tflite")
+    print(report.table())
+    lqa.export.binary_weights(model)["stage1_block1_conv1"].signs
+
+or from a shell: ``python -m larq_adaptive.export MODEL.keras OUT.tflite``.
+
+The LCE 0.16 converter turns ``Conv2D(Dequantize(Quantize(x)), W)`` into a binary conv when
+the conv input is *directly* a +-1 binarizer output and every filter is ``+-scale_o``
+(spec larq_integration 3.2). Training-time layers do not always have that shape, so
+:func:`deployable` clones the model into an equal function that has it:
+
+- :class:`~larq_adaptive.layers.AdaBinConv2D` -> its ``decomposed=True`` form (a +-1 conv
+  of ``sign((x - beta)/alpha)`` plus float corrections the converter folds);
+- :class:`~larq_adaptive.layers.PaddedQuantConv2D` with a +-1 input (RSign, DySign,
+  ste_sign, ...) -> :class:`BorderCorrectedQuantConv2D`: PyTorch pads the +-1 tensor with
+  0, which a binary conv cannot hold, so we pad with +1 and subtract the constant border
+  term, ``conv(zero_pad(s), W) = conv(pad_{+1}(s), W) - conv(mask, W)``;
+- :class:`~larq_adaptive.quantizers.SwitchableQuantizer` -> its final-stage quantizer (a
+  switchable *activation* quantizer blocks binary convs even when switched on, spec 1.6);
+- mixed precision -> float32; the input batch size -> 1 (the LCE interpreter runs one
+  image at a time, and a static shape lets the converter fold the border terms).
+
+The op histogram is read from the flatbuffer with the TFLite schema that ships inside
+``larq_compute_engine`` (``larq_compute_engine.mlir.python.tflite_schema``): no extra
+dependency, and it sees custom ops (``LceBconv2d``) by their custom code.
+"""
+
+import argparse
+import collections
+import dataclasses
+import os
+import sys
+
+import larq as lq
+import numpy as np
+import tensorflow as tf
+
+from larq_adaptive.introspect import iter_layers
+from larq_adaptive.layers import AdaBinConv2D, PaddedQuantConv2D
+from larq_adaptive.quantizers import SwitchableQuantizer
+from larq_adaptive.registry import register
+
+__all__ = [
+    "BinaryKernel",
+    "BorderCorrectedQuantConv2D",
+    "ExportReport",
+    "binary_conv_layers",
+    "binary_weights",
+    "deployable",
+    "final_quantizer",
+    "lce_predict",
+    "op_histogram",
+    "to_tflite",
+]
+
+BCONV_OP = "LceBconv2d"
+
+
+@register
+class BorderCorrectedQuantConv2D(PaddedQuantConv2D):
+    r"""Export form of a :class:`PaddedQuantConv2D` whose input quantizer outputs +-1.
+
+    \[ \mathrm{conv}(\mathrm{pad}_0(s), W) = \mathrm{conv}(\mathrm{pad}_{+1}(s), W)
+       - \mathrm{conv}(m, W) \]
+
+    with ``m`` the padding mask (1 on the padded border, 0 inside). The padded +-1 tensor
+    is passed through ``larq.math.sign`` again (the identity on +-1), so the conv input is
+    directly a binarizer output: LCE makes it an ``LceBconv2d`` with VALID padding for any
+    stride, and the pad stays exact (no "SAME" rewrite, spec larq_integration 8.1). With a
+    static input shape the border term is a constant the converter folds into one ``SUB``.
+    Same weights and config as :class:`PaddedQuantConv2D`; for deployment only.
+    """
+
+    def convolution_op(self, inputs, kernel):
+        conv = super(PaddedQuantConv2D, self).convolution_op  # plain VALID conv
+        signs = lq.math.sign(self._padded(inputs, value=1.0))
+        if inputs.shape[1:].is_fully_defined():
+            zeros = tf.zeros([1, *inputs.shape[1:]], inputs.dtype)
+        else:
+            zeros = tf.zeros_like(inputs[:1])
+        mask = self._padded(zeros, value=1.0)
+        # Written as -(border - conv): LCE folds a constant subtracted from a binary conv
+        # into its per-channel bias even when the constant varies over space (invalid).
+        return tf.negative(conv(mask, kernel) - conv(signs, kernel))
+
+
+# --------------------------------------------------------------------------- inspection
+
+
+def _unwrap(quantizer):
+    """(final-stage quantizer, the SwitchableQuantizers wrapped around it, outermost first)."""
+    switches = []
+    while isinstance(quantizer, SwitchableQuantizer):
+        switches.append(quantizer)
+        quantizer = quantizer.quantizer
+    return quantizer, switches
+
+
+def final_quantizer(quantizer):
+    """The quantizer applied in the final training stage (inside any SwitchableQuantizer)."""
+    return _unwrap(quantizer)[0]
+
+
+def _is_binary(quantizer):
+    quantizer = final_quantizer(quantizer)
+    return (
+        quantizer is not None
+        and not isinstance(quantizer, lq.quantizers.NoOp)
+        and getattr(quantizer, "precision", None) == 1
+    )
+
+
+def binary_conv_layers(model):
+    """Every ``QuantConv2D`` of ``model`` with binary input *and* binary kernel quantizers:
+    the convolutions a user marked binary, which must become ``LceBconv2d``."""
+    return [
+        layer
+        for layer in iter_layers(model)
+        if isinstance(layer, lq.layers.QuantConv2D)
+        and _is_binary(layer.input_quantizer)
+        and _is_binary(layer.kernel_quantizer)
+    ]
+
+
+@dataclasses.dataclass
+class BinaryKernel:
+    """The effective binary kernel of one layer: ``signs * scale + center`` (HWIO).
+
+    ``signs``: int8 +-1, shape of the kernel; ``scale``, ``center``: float32 per output
+    channel (``center`` is 0 for symmetric binarizers, AdaBin's beta_w otherwise).
+    The binary set of filter ``o`` is ``{center[o] - scale[o], center[o] + scale[o]}``.
+    """
+
+    signs: np.ndarray
+    scale: np.ndarray
+    center: np.ndarray
+
+    @property
+    def values(self):
+        """The float kernel the layer convolves with."""
+        return self.signs.astype(np.float32) * self.scale + self.center
+
+
+def _split_binary(kernel):
+    """(signs, scale, center) of a kernel whose every filter holds at most two values."""
+    axes = tuple(range(kernel.ndim - 1))
+    high, low = kernel.max(axis=axes), kernel.min(axis=axes)
+    # A filter with a single value: a symmetric binarizer whose signs all agree.
+    single = np.isclose(high, low, rtol=1e-6, atol=0.0)
+    center = np.where(single, 0.0, (high + low) / 2).astype(np.float32)
+    scale = np.where(single, np.abs(high), (high - low) / 2).astype(np.float32)
+    signs = np.where(kernel >= center, 1, -1).astype(np.int8)
+    if not np.allclose(signs * scale + center, kernel, rtol=1e-5, atol=1e-6 * scale.max()):
+        raise ValueError("the quantized kernel has more than two values per output channel")
+    return signs, scale, center
+
+
+def binary_weights(model):
+    """``{layer name: BinaryKernel}`` for every layer with a binary kernel quantizer.
+
+    larq only exposes latent weights (what Keras saves); this applies each layer's final-
+    stage kernel quantizer and splits the result into +-1 signs and a per-output-channel
+    scale and center. For AdaBin, ``center``/``scale`` are the filter mean and std of the
+    latent weights; for ReActNet the scale is mean|W|; for ``ste_sign`` it is 1.
+    """
+    result = {}
+    for layer in iter_layers(model):
+        quantizer = final_quantizer(getattr(layer, "kernel_quantizer", None))
+        if not _is_binary(quantizer) or getattr(layer, "kernel", None) is None:
+            continue
+        latent = tf.convert_to_tensor(getattr(layer.kernel, "latent_variable", layer.kernel))
+        quantized = np.asarray(quantizer(tf.cast(latent, tf.float32)), dtype=np.float32)
+        result[layer.name] = BinaryKernel(*_split_binary(quantized))
+    return result
+
+
+# --------------------------------------------------------------------------- cloning
+
+
+def _quantizer_config(config):
+    """Serialized quantizer config with every SwitchableQuantizer replaced by its inner one."""
+    while isinstance(config, dict) and str(config.get("class_name", "")).endswith(
+        SwitchableQuantizer.__name__
+    ):
+        config = config["config"]["quantizer"]
+    return config
+
+
+_REDUCED = ("mixed_float16", "mixed_bfloat16", "float16", "bfloat16")
+
+
+def _float32(config):
+    """``config`` with every dtype policy (nested quantizer configs included) set to float32."""
+    if isinstance(config, list):
+        return [_float32(item) for item in config]
+    if not isinstance(config, dict):
+        return config
+    result = {key: _float32(value) for key, value in config.items()}
+    dtype = result.get("dtype")
+    if (isinstance(dtype, dict) and "Policy" in str(dtype.get("class_name"))) or dtype in _REDUCED:
+        result["dtype"] = "float32"
+    return result
+
+
+def _deploy_layer(layer):
+    config = _float32(layer.get_config())
+    for key in ("input_quantizer", "kernel_quantizer"):
+        if key in config:
+            config[key] = _quantizer_config(config[key])
+    cls = type(layer)
+    if isinstance(layer, AdaBinConv2D):
+        config["decomposed"] = True
+    elif type(layer) is PaddedQuantConv2D and _is_binary(layer.input_quantizer):
+        cls = BorderCorrectedQuantConv2D
+    return cls.from_config(config)
+
+
+def _switch_variables(layer):
+    """The ``active`` flags of every SwitchableQuantizer a layer holds (dropped on export)."""
+    return [
+        switch.active
+        for attr in ("input_quantizer", "kernel_quantizer")
+        for switch in _unwrap(getattr(layer, attr, None))[1]
+    ]
+
+
+def _copy_weights(source, target):
+    targets = {layer.name: layer for layer in target.layers}
+    for layer in source.layers:
+        if not layer.weights or isinstance(layer, tf.keras.layers.InputLayer):
+            continue
+        flags = _switch_variables(layer)
+        weights = [w for w in layer.weights if not any(w is f for f in flags)]
+        targets[layer.name].set_weights([w.numpy() for w in weights])
+
+
+def deployable(model, batch_size=1):
+    """A float32 clone of ``model`` that LCE converts with one ``LceBconv2d`` per binary conv
+    (see the module docstring), with the same weights and the same function."""
+    if any(isinstance(layer, tf.keras.Model) for layer in model.layers):
+        raise ValueError("deployable() expects a flat functional model (no nested models)")
+    inputs = [
+        tf.keras.Input(
+            batch_size=batch_size, shape=t.shape[1:], dtype="float32", name=t.name.split(":")[0]
+        )
+        for t in model.inputs
+    ]
+    clone = tf.keras.models.clone_model(
+        model, input_tensors=inputs if len(inputs) > 1 else inputs[0],
+        clone_function=_deploy_layer,
+    )
+    _copy_weights(model, clone)
+    clone._name = model.name
+    return clone
+
+
+# --------------------------------------------------------------------------- flatbuffer
+
+
+def _schema():
+    from larq_compute_engine.mlir.python import tflite_schema
+
+    return tflite_schema
+
+
+def _operators(flatbuffer):
+    """[(op name, [names of the op's input and output tensors])] of the main subgraph."""
+    schema = _schema()
+    builtin = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    model = schema.Model.GetRootAsModel(flatbuffer, 0)
+    names = []
+    for i in range(model.OperatorCodesLength()):
+        code = model.OperatorCodes(i)
+        custom = code.CustomCode()
+        # Since schema v3a the builtin code lives in two fields; the larger one is right.
+        number = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+        names.append(custom.decode() if custom else builtin.get(number, f"BUILTIN_{number}"))
+    graph = model.Subgraphs(0)
+
+    def tensor_names(getter, count):
+        return [graph.Tensors(getter(k)).Name().decode() for k in range(count) if getter(k) >= 0]
+
+    ops = []
+    for j in range(graph.OperatorsLength()):
+        op = graph.Operators(j)
+        tensors = tensor_names(op.Outputs, op.OutputsLength()) + tensor_names(
+            op.Inputs, op.InputsLength()
+        )
+        ops.append((names[op.OpcodeIndex()], tensors))
+    return ops
+
+
+def op_histogram(flatbuffer):
+    """``collections.Counter`` of op names (builtin or custom) in a TFLite flatbuffer."""
+    return collections.Counter(name for name, _ in _operators(flatbuffer))
+
+
+def _names_layer(tensor_name, layer_name):
+    return any(
+        f"/{layer_name}/" in part or part.startswith(f"{layer_name}/")
+        for part in tensor_name.split(";")
+    )
+
+
+@dataclasses.dataclass
+class ExportReport:
+    """What :func:`to_tflite` produced: ``flatbuffer`` bytes, the ``path`` written, the op
+    ``histogram`` and, per binary conv of the Keras model, whether it became an
+    ``LceBconv2d`` (``convs``: list of (layer name, bool))."""
+
+    flatbuffer: bytes
+    path: str
+    histogram: collections.Counter
+    convs: list
+
+    @property
+    def size(self):
+        return len(self.flatbuffer)
+
+    @property
+    def float_convs(self):
+        """Names of the binary convs that did not become ``LceBconv2d``."""
+        return [name for name, ok in self.convs if not ok]
+
+    @property
+    def ok(self):
+        return not self.float_convs
+
+    def table(self):
+        width = max([len("binary conv")] + [len(name) for name, _ in self.convs])
+        lines = [f"{'binary conv':<{width}}  LceBconv2d", f"{'-' * width}  ----------"]
+        lines += [f"{name:<{width}}  {'yes' if ok else 'NO'}" for name, ok in self.convs]
+        lines += [
+            "",
+            f"{len(self.convs) - len(self.float_convs)}/{len(self.convs)} binary convs are "
+            f"LceBconv2d; file {self.path or '(not written)'}: {self.size / 1024:.1f} KiB",
+            "",
+            "op histogram:",
+        ]
+        lines += [f"  {name:<24}{count:>5}" for name, count in sorted(self.histogram.items())]
+        return "\n".join(lines)
+
+
+def to_tflite(model, path=None, target="arm"):
+    """Convert ``model`` with LCE (through :func:`deployable`) and write ``path`` if given.
+
+    Returns an :class:`ExportReport`; ``report.ok`` is False if a binary conv stayed float.
+    """
+    import larq_compute_engine as lce
+
+    convs = [layer.name for layer in binary_conv_layers(model)]
+    flatbuffer = lce.convert_keras_model(deployable(model), target=target)
+    ops = _operators(flatbuffer)
+    bconv_tensors = [tensors for name, tensors in ops if name == BCONV_OP]
+    became = [
+        (conv, any(_names_layer(t, conv) for tensors in bconv_tensors for t in tensors))
+        for conv in convs
+    ]
+    if path is not None:
+        with open(path, "wb") as f:
+            f.write(flatbuffer)
+    return ExportReport(
+        flatbuffer, None if path is None else os.fspath(path),
+        collections.Counter(name for name, _ in ops), became,
+    )
+
+
+def lce_predict(flatbuffer, inputs, num_threads=2):
+    """Run a flatbuffer in LCE's interpreter (x86: reference kernels), one image at a time."""
+    from larq_compute_engine.tflite.python.interpreter import Interpreter
+
+    return Interpreter(flatbuffer, num_threads=num_threads).predict(np.asarray(inputs, np.float32))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python -m larq_adaptive.export",
+        description="Convert a Keras model to a TFLite flatbuffer with larq-compute-engine; "
+        "print each binary conv and whether it became an LceBconv2d, and the op histogram.",
+    )
+    parser.add_argument("model", help="a .keras / .h5 / SavedModel file")
+    parser.add_argument("output", help="the .tflite file to write")
+    parser.add_argument("--target", default="arm", choices=["arm", "xcore"])
+    args = parser.parse_args(argv)
+
+    from larq_adaptive.saving import load_model
+
+    report = to_tflite(load_model(args.model, compile=False), args.output, target=args.target)
+    print(report.table())
+    if not report.ok:
+        print(
+            f"error: {len(report.float_convs)} binary conv(s) stayed float after conversion: "
+            f"{', '.join(report.float_convs) or '(LceBconv2d count mismatch)'}",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
