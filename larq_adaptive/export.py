@@ -242,16 +242,22 @@ def deployable(model, batch_size=1):
     (see the module docstring), with the same weights and the same function."""
     if any(isinstance(layer, tf.keras.Model) for layer in model.layers):
         raise ValueError("deployable() expects a flat functional model (no nested models)")
-    inputs = [
-        tf.keras.Input(
-            batch_size=batch_size, shape=t.shape[1:], dtype="float32", name=t.name.split(":")[0]
+    policy = tf.keras.mixed_precision.global_policy()
+    tf.keras.mixed_precision.set_global_policy("float32")  # the clone and all its sub-layers
+    try:
+        inputs = [
+            tf.keras.Input(
+                batch_size=batch_size, shape=t.shape[1:], dtype="float32",
+                name=t.name.split(":")[0],
+            )
+            for t in model.inputs
+        ]
+        clone = tf.keras.models.clone_model(
+            model, input_tensors=inputs if len(inputs) > 1 else inputs[0],
+            clone_function=_deploy_layer,
         )
-        for t in model.inputs
-    ]
-    clone = tf.keras.models.clone_model(
-        model, input_tensors=inputs if len(inputs) > 1 else inputs[0],
-        clone_function=_deploy_layer,
-    )
+    finally:
+        tf.keras.mixed_precision.set_global_policy(policy)
     _copy_weights(model, clone)
     clone._name = model.name
     return clone

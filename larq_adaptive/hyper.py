@@ -36,10 +36,12 @@ class HyperFunction(tf.keras.layers.Layer):
         channels = int(input_shape[-1])
         self.hidden_units = max(1, channels // self.reduction)
         self.fc1 = tf.keras.layers.Dense(
-            self.hidden_units, activation=self.hidden_activation, name="fc1"
+            self.hidden_units, activation=self.hidden_activation, name="fc1",
+            dtype=self.dtype_policy,
         )
         self.fc2 = tf.keras.layers.Dense(
-            self.units, kernel_initializer="zeros", bias_initializer="zeros", name="fc2"
+            self.units, kernel_initializer="zeros", bias_initializer="zeros", name="fc2",
+            dtype=self.dtype_policy,
         )
         build_sublayer(self.fc1, (None, channels))
         build_sublayer(self.fc2, (None, self.hidden_units))

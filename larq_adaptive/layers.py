@@ -86,6 +86,7 @@ class RPReLU(tf.keras.layers.Layer):
             alpha_initializer=tf.keras.initializers.Constant(self.slope_init),
             shared_axes=list(range(1, len(input_shape) - 1)) or None,
             name="prelu",
+            dtype=self.dtype_policy,  # follow this layer's policy, not the global one
         )
         build_sublayer(self.prelu, input_shape)
         self.bias_out = _channel_weight(self, "bias_out", channels, 0.0)
@@ -124,7 +125,8 @@ class DyPReLU(RPReLU):
     def build(self, input_shape):
         channels = int(input_shape[-1])
         self.shift = HyperFunction(
-            2 * channels, self.reduction, self.hidden_activation, name="shift"
+            2 * channels, self.reduction, self.hidden_activation, name="shift",
+            dtype=self.dtype_policy,
         )
         build_sublayer(self.shift, input_shape)
         super().build(input_shape)
@@ -213,6 +215,8 @@ class PaddedQuantConv2D(lq.layers.QuantConv2D):
             build_sublayer(quantizer, self.kernel.shape)  # stable names: conv/<quantizer>/ede_k
 
     def convolution_op(self, inputs, kernel):
+        # A quantizer created under another dtype policy (larq#631) must not leak its dtype.
+        inputs = tf.cast(inputs, self.compute_dtype)
         return super().convolution_op(self._padded(inputs), kernel)
 
     def compute_output_shape(self, input_shape):

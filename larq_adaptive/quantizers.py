@@ -174,7 +174,8 @@ class DySign(lq.quantizers.Quantizer):
         channels = int(input_shape[-1])
         self.bias = self.add_weight(name="bias", shape=(channels,), initializer="zeros")
         self.threshold = HyperFunction(
-            channels, self.reduction, self.hidden_activation, name="threshold"
+            channels, self.reduction, self.hidden_activation, name="threshold",
+            dtype=self.dtype_policy,
         )
         build_sublayer(self.threshold, input_shape)
         super().build(input_shape)

@@ -296,6 +296,17 @@ def test_mixed_precision_trains(tiny_data, tmp_path):
     assert tf.keras.mixed_precision.global_policy().name == "float32"
 
 
+def test_export_tflite_after_two_step_mixed_precision_training(tiny_data, tmp_path, capsys):
+    """--export-tflite freezes the two-step switch, rebuilds float32 and reports LceBconv2d."""
+    path = tmp_path / "model.tflite"
+    argv = _args(tiny_data, tmp_path / "run", "--recipe", "reactnet_cifar", "--mixed-precision",
+                 "--export-tflite", str(path))
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "1/1 binary convs are LceBconv2d" in out and "LceBconv2d" in out
+    assert path.stat().st_size > 0
+
+
 def test_distillation_from_a_saved_teacher(tiny_data, tmp_path, capsys):
     teacher = tmp_path / "teacher.keras"
     _tiny().save(teacher)

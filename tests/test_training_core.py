@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+import larq_adaptive as lqa
 from _tiny_models import every_method_model
 
 
@@ -67,3 +68,16 @@ def test_mirrored_strategy_on_two_logical_cpus():
     result = subprocess.run([sys.executable, "-c", script, here], capture_output=True, text=True,
                             env=env, timeout=600)
     assert "MIRRORED_OK" in result.stdout, result.stderr[-3000:]
+
+
+def test_sublayers_follow_their_parents_dtype_policy():
+    """A float32 rebuild under a global mixed policy (what export does) stays float32 inside."""
+    tf.keras.mixed_precision.set_global_policy("mixed_float16")
+    inp = tf.keras.Input((8, 8, 32))
+    x = lqa.layers.PaddedQuantConv2D(32, 3, input_quantizer=lqa.quantizers.DySign(),
+                                     use_bias=False, dtype="float32")(inp)
+    x = lqa.layers.DyPReLU(dtype="float32")(x)
+    x = lqa.layers.RPReLU(dtype="float32")(x)
+    model = tf.keras.Model(inp, x)
+    assert model.output.dtype == tf.float32
+    assert model.predict(np.ones((1, 8, 8, 32), np.float32), verbose=0).dtype == np.float32

@@ -15,6 +15,7 @@ from pathlib import Path
 import tensorflow as tf
 
 import larq_adaptive as lqa
+from larq_adaptive import export
 from larq_adaptive.models import available_models, get_model, model_entry
 from larq_adaptive.quantizers import SwitchableQuantizer
 from larq_adaptive.introspect import iter_quantizers
@@ -28,7 +29,11 @@ DEFAULT_MODEL = "adabin_resnet20"
 # The no-argument run (`make train`): short enough for < 5 minutes on 2 CPU cores.
 DIGITS_DEFAULTS = {"epochs": 8, "batch_size": 64}
 # Flags that do not change what is trained (may differ when resuming).
-RUN_ONLY_FLAGS = ("resume", "overwrite", "verbose", "output_dir")
+RUN_ONLY_FLAGS = ("resume", "overwrite", "verbose", "output_dir", "export_tflite")
+
+
+class ExportIncomplete(Exception):
+    """A binary convolution did not become an LceBconv2d."""
 
 
 class UsageError(Exception):
@@ -83,6 +88,9 @@ def build_parser():
     add("--steps-per-epoch", type=int, help="limit the steps of each epoch (smoke runs)")
     add("--validation-freq", type=int, default=1, help="validate every N epochs (0: never)")
     add("--verbose", type=int, choices=(0, 1, 2), default=1, help="1: progress bar")
+    add("--export-tflite", metavar="PATH", help="after training, convert the model with "
+        "larq-compute-engine to PATH and print which binary convs became LceBconv2d "
+        "(exit 1 if one stayed float)")
     return parser
 
 
@@ -292,6 +300,13 @@ def _run(args, recipe, stages, out, log, extra_callbacks):
     (out / "results.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
     log(f"test accuracy: {accuracy:.4f} ({len(val_source)} images); model saved to "
         f"{out / 'model.keras'}")
+    if args.export_tflite:
+        report = export.to_tflite(student, args.export_tflite)
+        log(report.table())
+        results["export_ok"] = report.ok
+        if not report.ok:
+            raise ExportIncomplete(f"binary convs left float in {args.export_tflite}: "
+                                   f"{', '.join(report.float_convs)}")
     return results
 
 
@@ -303,7 +318,7 @@ def main(argv=None, extra_callbacks=()):
     except (UsageError, pipeline.DataError) as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2
-    except NaNLoss as error:
+    except (NaNLoss, ExportIncomplete) as error:
         print(f"{PROG}: {error}", file=sys.stderr)
         return 1
     return 0
