@@ -245,4 +245,8 @@ def test_registered_model_exports_every_binary_conv(name):
     for layer, inputs in zip(convs, conv_inputs if len(convs) > 1 else [conv_inputs]):
         expected = layer(inputs).numpy()
         actual = deployed.get_layer(layer.name)(inputs).numpy()
-        np.testing.assert_allclose(actual, expected, atol=1e-5 * np.abs(expected).max())
+        # float32 rounding of a conv grows like sqrt(reduction length): 512-channel ImageNet
+        # layers (4,608-term sums) differ from the exact +-1 form by ~5e-5 in rare elements.
+        fan_in = np.prod(layer.kernel.shape[:-1])
+        atol = 1e-6 * np.sqrt(fan_in) * np.abs(expected).max()
+        np.testing.assert_allclose(actual, expected, atol=atol)
