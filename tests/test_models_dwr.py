@@ -15,9 +15,10 @@ import pytest
 import tensorflow as tf
 
 import larq_adaptive as lqa
-from larq_adaptive.models import available_models, get_model, model_entry
+from larq_adaptive.models import available_models, model_entry
 from larq_adaptive.quantizers import ReActNetWeightQuantizer, RSign, SwitchableQuantizer
 from larq_adaptive.training.recipes import get_recipe
+from _zoo_helpers import binary_convs, build
 
 # spec 4.4: params, bin MACs, FP MACs, #bin conv, bin-conv input acts
 SPEC_4_4 = {
@@ -28,19 +29,6 @@ SPEC_4_4 = {
     "dwr_reactnet_resnet18": (15.15e6, 2121e6, 169e6, 8, 1591e3),
 }
 CIFAR_NAMES = ["dwr_resnet20", "dwr_reactnet_resnet20", "dwr_resnet18_cifar", "dwr_vgg_small"]
-
-
-def build(name, **kwargs):
-    tf.keras.backend.clear_session()
-    tf.keras.utils.set_random_seed(0)
-    return get_model(name, **kwargs)
-
-
-def binary_convs(model):
-    return [
-        layer for layer in model.layers
-        if isinstance(layer, lq.layers.QuantConv2D) and layer.input_quantizer is not None
-    ]
 
 
 def costs(model):

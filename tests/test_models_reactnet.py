@@ -11,7 +11,6 @@ BN's moving mean/variance in place of its gamma/beta (same number). MACs are con
 
 import re
 
-import larq as lq
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -25,22 +24,10 @@ from larq_adaptive.quantizers import (
     SwitchableQuantizer,
 )
 from larq_adaptive.training.recipes import get_recipe
+from _zoo_helpers import binary_convs, build
 
 CIFAR_NAMES = ["reactnet_resnet20", "dybnn_resnet20"]
 IMAGENET_NAMES = ["reactnet_resnet18", "reactnet_a", "dybnn_resnet18", "dybnn_reactnet_a"]
-
-
-def build(name, **kwargs):
-    tf.keras.backend.clear_session()
-    tf.keras.utils.set_random_seed(0)
-    return get_model(name, **kwargs)
-
-
-def binary_convs(model):
-    return [
-        layer for layer in model.layers
-        if isinstance(layer, lq.layers.QuantConv2D) and layer.input_quantizer is not None
-    ]
 
 
 def costs(model):
