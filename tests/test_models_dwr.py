@@ -15,10 +15,8 @@ import pytest
 import tensorflow as tf
 
 import larq_adaptive as lqa
-from larq_adaptive.models import available_models, model_entry
 from larq_adaptive.quantizers import ReActNetWeightQuantizer, RSign, SwitchableQuantizer
-from larq_adaptive.training.recipes import get_recipe
-from _zoo_helpers import binary_convs, build
+from _zoo_helpers import binary_convs, build, check_registered_with_float_twin
 
 # spec 4.4: params, bin MACs, FP MACs, #bin conv, bin-conv input acts
 SPEC_4_4 = {
@@ -66,17 +64,7 @@ def check_spec_row(model, name):
 
 @pytest.mark.parametrize("name", CIFAR_NAMES + ["dwr_reactnet_resnet18"])
 def test_registered_with_float_twin(name):
-    imagenet = name.endswith("resnet18")
-    for registered, family in ((name, "dwr"), (f"float_{name}", "float")):
-        assert registered in available_models()
-        entry = model_entry(registered)
-        assert entry.family == family
-        assert entry.input_shape == ((224, 224, 3) if imagenet else (32, 32, 3))
-        assert entry.num_classes == (1000 if imagenet else 10)
-        recipe = get_recipe(entry.recipe)
-        assert recipe.fits(entry.family)
-        if registered.startswith("float_"):  # no binary kernels to switch: one-step recipe
-            assert not recipe.two_step
+    check_registered_with_float_twin(name, "dwr", imagenet=name.endswith("resnet18"))
 
 
 @pytest.mark.parametrize("name", CIFAR_NAMES)

@@ -16,15 +16,14 @@ import pytest
 import tensorflow as tf
 
 import larq_adaptive as lqa
-from larq_adaptive.models import available_models, get_model, model_entry
+from larq_adaptive.models import get_model
 from larq_adaptive.quantizers import (
     DySign,
     ReActNetWeightQuantizer,
     RSign,
     SwitchableQuantizer,
 )
-from larq_adaptive.training.recipes import get_recipe
-from _zoo_helpers import binary_convs, build
+from _zoo_helpers import binary_convs, build, check_registered_with_float_twin
 
 CIFAR_NAMES = ["reactnet_resnet20", "dybnn_resnet20"]
 IMAGENET_NAMES = ["reactnet_resnet18", "reactnet_a", "dybnn_resnet18", "dybnn_reactnet_a"]
@@ -55,18 +54,7 @@ def forward(model, batch=2, seed=0):
 
 @pytest.mark.parametrize("name", CIFAR_NAMES + IMAGENET_NAMES)
 def test_registered_with_float_twin(name):
-    family = name.split("_")[0]
-    imagenet = name in IMAGENET_NAMES
-    for registered, expected_family in ((name, family), (f"float_{name}", "float")):
-        assert registered in available_models()
-        entry = model_entry(registered)
-        assert entry.family == expected_family
-        assert entry.input_shape == ((224, 224, 3) if imagenet else (32, 32, 3))
-        assert entry.num_classes == (1000 if imagenet else 10)
-        recipe = get_recipe(entry.recipe)
-        assert recipe.fits(entry.family)
-        if registered.startswith("float_"):  # no binary kernels to switch: one-step recipe
-            assert not recipe.two_step
+    check_registered_with_float_twin(name, name.split("_")[0], imagenet=name in IMAGENET_NAMES)
 
 
 def test_unknown_method_is_rejected():

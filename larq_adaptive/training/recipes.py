@@ -81,12 +81,6 @@ _RECIPES = (
         families=("reactnet", "dybnn", "dwr"),
     ),
     Recipe(
-        "reactnet_imagenet", "= reactnet_two_step (ReActNet-A settings, the ImageNet default of "
-        "the ReActNet/DyBNN builders)", "adam", 1.25e-3, "linear", 256,
-        _two_step(128), "reactnet", loss="kd", augmentation="imagenet",
-        families=("reactnet", "dybnn", "dwr"),
-    ),
-    Recipe(
         "reactnet_cifar", "ReActNet two-step transferred to CIFAR (not an official recipe): Adam "
         "1.25e-3, linear, 200 + 200 epochs, batch 128, wd 1e-5 then 0, KD if --teacher, "
         "CIFAR augmentation",
@@ -113,6 +107,13 @@ _RECIPES = (
         "cosine, 256 + 256 epochs, batch 512, wd 1e-5 then 0, KD", "adam", 1e-3, "cosine", 512,
         _two_step(256), "reactnet", loss="kd", augmentation="imagenet",
         families=("dwr", "reactnet", "dybnn"),
+    ),
+)
+_RECIPES += (
+    dataclasses.replace(
+        next(r for r in _RECIPES if r.name == "reactnet_two_step"), name="reactnet_imagenet",
+        description="= reactnet_two_step (ReActNet-A settings, the ImageNet default of the "
+        "ReActNet/DyBNN builders)",
     ),
 )
 RECIPES = {recipe.name: recipe for recipe in _RECIPES}
