@@ -77,14 +77,9 @@ class BorderCorrectedQuantConv2D(PaddedQuantConv2D):
     def convolution_op(self, inputs, kernel):
         conv = super(PaddedQuantConv2D, self).convolution_op  # plain VALID conv
         signs = lq.math.sign(self._padded(inputs, value=1.0))
-        if inputs.shape[1:].is_fully_defined():
-            zeros = tf.zeros([1, *inputs.shape[1:]], inputs.dtype)
-        else:
-            zeros = tf.zeros_like(inputs[:1])
-        mask = self._padded(zeros, value=1.0)
         # Written as -(border - conv): LCE folds a constant subtracted from a binary conv
         # into its per-channel bias even when the constant varies over space (invalid).
-        return tf.negative(conv(mask, kernel) - conv(signs, kernel))
+        return tf.negative(conv(self._border_mask(inputs), kernel) - conv(signs, kernel))
 
 
 # --------------------------------------------------------------------------- inspection

@@ -205,6 +205,15 @@ class PaddedQuantConv2D(lq.layers.QuantConv2D):
     def _padded(self, inputs, value=0.0):
         return pad_nhwc(inputs, self.kernel_size, self.strides, self.pad, value, self.dilation_rate)
 
+    def _border_mask(self, inputs):
+        """The padded input's mask for one image: 1 on the padded border, 0 inside. A constant
+        when the input's spatial shape is static (the LCE converter then folds it)."""
+        if inputs.shape[1:].is_fully_defined():
+            zeros = tf.zeros([1, *inputs.shape[1:]], inputs.dtype)
+        else:
+            zeros = tf.zeros_like(inputs[:1])
+        return self._padded(zeros, value=1.0)
+
     def _padded_shape(self, input_shape):
         return padded_shape(input_shape, self.kernel_size, self.strides, self.pad, self.dilation_rate)
 
@@ -280,10 +289,8 @@ class AdaBinConv2D(PaddedQuantConv2D):
         box = (kh * kw) * tf.nn.avg_pool2d(
             tf.reduce_sum(signs, axis=-1, keepdims=True), self.kernel_size, self.strides, "VALID"
         )
-        mask = self._padded(tf.zeros_like(inputs[:1, :, :, :1]), value=1.0)
-        mask = tf.tile(mask, [1, 1, 1, inputs.shape[-1]])
         border = tf.nn.convolution(
-            mask, binary_kernel, self.strides, "VALID", dilations=self.dilation_rate
+            self._border_mask(inputs), binary_kernel, self.strides, "VALID", dilations=self.dilation_rate
         )
         outputs = (
             alpha * (tf.reshape(distance, [-1]) * conv + tf.reshape(center, [-1]) * box)
