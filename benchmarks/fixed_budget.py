@@ -27,7 +27,7 @@ RUNS = {
     "reactnet_resnet20": ("reactnet_resnet20", ["--recipe", "reactnet_cifar"]),
     "dybnn_resnet20": ("dybnn_resnet20", ["--recipe", "reactnet_cifar"]),
     "plain_ste_sign_resnet20": (
-        "reactnet_resnet20", ["--method", "irnet", "--recipe", "dwr_cifar"]
+        "reactnet_resnet20", ["--method", "ste_sign", "--recipe", "dwr_cifar"]
     ),
 }
 TWO_STEP = ("reactnet_cifar",)

@@ -7,11 +7,14 @@ A *method* says how a network binarizes (:func:`get_method`):
 | "reactnet" | ``RSign``           | ``ReActNetWeightQuantizer`` | ``RPReLU``   | PyTorch default |
 | "dybnn"    | ``DySign``          | ``ReActNetWeightQuantizer`` | ``DyPReLU``  | PyTorch default |
 | "irnet"    | larq ``ApproxSign`` | larq ``SteSign`` (unscaled) | ``HardTanh`` | kaiming normal  |
+| "ste_sign" | larq ``SteSign``    | larq ``SteSign`` (unscaled) | ``HardTanh`` | kaiming normal  |
 | "float"    | none                | none                        | the family's | the family's    |
 
 ``binary_weights=False`` wraps the kernel quantizer in a ``SwitchableQuantizer`` that starts
 inactive (stage 1 of two-step training: real weights, binary activations). "float" keeps the
 family's activation, so ``float_<name>`` is the same graph with full-precision convs.
+"ste_sign" is the plain larq baseline (``ste_sign`` on inputs and kernels), used to measure
+what the adaptive methods add on the same network.
 
 Every binary convolution is a :class:`larq_adaptive.layers.PaddedQuantConv2D`: the binarizer
 sits in ``input_quantizer`` and the PyTorch zero padding comes after it, so larq's summary sees
@@ -88,7 +91,7 @@ class Method:
         return self.input_quantizer is not None
 
 
-BINARY_METHODS = ("reactnet", "dybnn", "irnet")
+BINARY_METHODS = ("reactnet", "dybnn", "irnet", "ste_sign")
 METHODS = BINARY_METHODS + ("float",)
 
 # method -> (input quantizer, kernel quantizer, activation, binary-conv kernel init, dynamic?)
@@ -97,6 +100,9 @@ _TABLE = {
     "dybnn": (DySign, ReActNetWeightQuantizer, DyPReLU, common.TORCH_DEFAULT, True),
     "irnet": (
         lq.quantizers.ApproxSign, lq.quantizers.SteSign, HardTanh, common.HE_FAN_IN, False,
+    ),
+    "ste_sign": (
+        lq.quantizers.SteSign, lq.quantizers.SteSign, HardTanh, common.HE_FAN_IN, False,
     ),
 }
 

@@ -11,6 +11,7 @@ BN's moving mean/variance in place of its gamma/beta (same number). MACs are con
 
 import re
 
+import larq as lq
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -168,6 +169,27 @@ def test_stable_layer_names(reactnet20):
     assert isinstance(layer.kernel_quantizer, ReActNetWeightQuantizer)
     assert layer.strides == (2, 2) and layer.pad == (1, 1)
     assert isinstance(reactnet20.get_layer("stage2_block1_act1"), lqa.layers.RPReLU)
+
+
+def test_plain_ste_sign_baseline_is_the_same_resnet20(reactnet20):
+    """method="ste_sign" (the fixed-budget baseline): same layer names and shapes, larq's
+    SteSign on inputs and kernels, HardTanh activations; forward sign(x) (sign(0) = +1) and
+    backward 1{|x| <= 1}, derived by hand."""
+    plain = build("reactnet_resnet20", method="ste_sign")
+    assert [layer.name for layer in plain.layers] == [layer.name for layer in reactnet20.layers]
+    assert plain.output_shape == reactnet20.output_shape
+    convs = binary_convs(plain)
+    assert len(convs) == 18
+    for layer in convs:
+        assert type(layer.input_quantizer) is lq.quantizers.SteSign
+        assert type(layer.kernel_quantizer) is lq.quantizers.SteSign
+    assert type(plain.get_layer("stage2_block1_act1")).__name__ == "HardTanh"
+    x = tf.constant([-2.0, -1.0, -0.5, 0.0, 0.3, 1.0, 1.5])
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = convs[0].input_quantizer(x)
+    np.testing.assert_array_equal(y.numpy(), [-1, -1, -1, 1, 1, 1, 1])
+    np.testing.assert_array_equal(tape.gradient(y, x).numpy(), [0, 1, 1, 1, 1, 1, 0])
 
 
 def test_include_top_false_returns_feature_map():

@@ -68,8 +68,8 @@ def build_parser():
     add("--tfds-data-dir", help="tfds data_dir (prepared datasets)")
     add("--recipe", choices=available_recipes(), metavar="RECIPE",
         help="training recipe (default: the model's own, listed below)")
-    add("--method", help="builder's method knob, e.g. irnet (plain larq ste_sign/approx_sign "
-        "quantizers) or float for reactnet/dybnn models")
+    add("--method", help="builder's method knob for reactnet/dybnn/dwr models, e.g. ste_sign "
+        "(larq's plain ste_sign), irnet (approx_sign inputs) or float")
     add("--epochs", type=int, help="epochs of each stage (default: the recipe's)")
     add("--batch-size", type=int, help="global batch size (default: the recipe's)")
     add("--lr", type=float, help="base learning rate (default: the recipe's)")
