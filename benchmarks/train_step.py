@@ -2,13 +2,15 @@
 plain quantizers, on CPU, in one process.
 
     python benchmarks/train_step.py [--batch-size 128] [--rounds 7] [--steps 5] [--json out.json]
+                                    [--inter-op-threads N]
 
 Models: adabin_resnet20, reactnet_resnet20, dybnn_resnet20, each against *the same network*
 with larq's plain ``ste_sign`` as input and kernel quantizer (``<name>+ste_sign``: every
 binary conv's AdaBin/RSign/DySign/ReActNet quantizers replaced, activations, BN and shortcuts
 unchanged), so the ratio is the cost of the adaptive quantizers. A reference row,
-``reactnet_resnet20(method="irnet")`` (IR-Net style: ``approx_sign``/``ste_sign``, HardTanh),
-shows the cost of the plain network with the cheapest activation.
+``reactnet_resnet20(method="ste_sign")`` (larq's ``ste_sign`` on inputs and kernels, HardTanh:
+the plain baseline of ``benchmarks/fixed_budget.py``), shows the cost of the whole method,
+quantizers and activations together.
 Each model is compiled (SGD momentum 0.9 + coupled weight decay, as the recipes) and warmed
 up; then ``rounds`` rounds each time ``steps`` ``train_on_batch`` calls per model, models
 interleaved so that load changes on a shared machine hit them alike. Reports the median
@@ -32,7 +34,7 @@ from larq_adaptive.training import CoupledWeightDecay  # noqa: E402
 
 ADAPTIVE = {"adabin_resnet20": "all", "reactnet_resnet20": "reactnet", "dybnn_resnet20": "reactnet"}
 PLAIN = "+ste_sign"
-REFERENCE = "irnet_resnet20"
+REFERENCE = "plain_ste_sign_resnet20"
 MODELS = [*ADAPTIVE, *(name + PLAIN for name in ADAPTIVE), REFERENCE]
 
 
@@ -53,7 +55,7 @@ def with_ste_sign(model):
 def make(name):
     """(model, weight-decay group) for a benchmark row name."""
     if name == REFERENCE:
-        return get_model("reactnet_resnet20", method="irnet"), "all"
+        return get_model("reactnet_resnet20", method="ste_sign"), "all"
     if name.endswith(PLAIN):
         base = name[: -len(PLAIN)]
         return with_ste_sign(get_model(base)), ADAPTIVE[base]
@@ -81,7 +83,10 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--inter-op-threads", type=int, default=0,
+                        help="TensorFlow inter-op threads (0: TensorFlow's default, one per core)")
     args = parser.parse_args(argv)
+    tf.config.threading.set_inter_op_parallelism_threads(args.inter_op_threads)
     tf.keras.utils.set_random_seed(0)
     built = {name: build(name, args.batch_size) for name in MODELS}
     times = {name: [] for name in MODELS}
@@ -94,8 +99,8 @@ def main(argv=None):
     medians = {name: statistics.median(samples) for name, samples in times.items()}
     results = {}
     print(f"batch {args.batch_size}, {args.rounds} rounds x {args.steps} steps, "
-          f"{os.cpu_count()} CPU(s)")
-    print("| model | median step (ms) | vs same network + ste_sign | vs IR-Net-style ResNet-20 |")
+          f"{os.cpu_count()} CPU(s), inter-op threads {args.inter_op_threads or 'default'}")
+    print("| model | median step (ms) | vs same network + ste_sign | vs plain ste_sign ResNet-20 |")
     print("|---|---|---|---|")
     for name, median in medians.items():
         plain = medians.get(name + PLAIN)
@@ -108,7 +113,8 @@ def main(argv=None):
         print(f"| {name} | {1e3 * median:.1f} | {twin} | {median / medians[REFERENCE]:.2f}x |")
     if args.json:
         with open(args.json, "w") as handle:
-            json.dump({"batch_size": args.batch_size, "results": results}, handle, indent=2)
+            json.dump({"batch_size": args.batch_size, "inter_op_threads": args.inter_op_threads,
+                       "results": results}, handle, indent=2)
     return results
 
 

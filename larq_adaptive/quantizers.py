@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from larq_adaptive.hyper import HyperFunction
 from larq_adaptive.registry import build_sublayer, register
-from larq_adaptive.ste import channel_scaled_sign, ede_sign
+from larq_adaptive.ste import adabin_activation_sign, channel_scaled_sign, ede_sign
 
 __all__ = [
     "AdaBinActivationQuantizer",
@@ -124,7 +124,7 @@ class AdaBinActivationQuantizer(lq.quantizers.Quantizer):
     def call(self, inputs):
         alpha = tf.cast(self.alpha, inputs.dtype)
         beta = tf.cast(self.beta, inputs.dtype)
-        return alpha * (lq.quantizers.approx_sign((inputs - beta) / alpha) + beta)
+        return adabin_activation_sign(inputs, alpha, beta)
 
     def get_config(self):
         return {**super().get_config(), "alpha_init": self.alpha_init, "beta_init": self.beta_init}
@@ -182,7 +182,9 @@ class DySign(lq.quantizers.Quantizer):
 
     def call(self, inputs):
         tau = tf.cast(self.threshold(inputs), inputs.dtype)
-        return lq.quantizers.approx_sign(inputs - tau + tf.cast(self.bias, inputs.dtype))
+        # x + (b - tau), not x - tau + b: the (N, 1, 1, C) shift is formed first, so the
+        # backward reduces the incoming gradient once instead of negating it at full size.
+        return lq.quantizers.approx_sign(inputs + (tf.cast(self.bias, inputs.dtype) - tau))
 
     def get_config(self):
         return {

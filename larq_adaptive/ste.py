@@ -28,6 +28,35 @@ def ede_sign(x, k, t):
 
 
 @tf.custom_gradient
+def adabin_activation_sign(x, alpha, beta):
+    r"""AdaBin's activation binarizer with its gradients written out (one fused backward).
+
+    \[ u = \frac{x - \beta}{\alpha}, \qquad q = \alpha\,(\operatorname{sign}(u) + \beta), \]
+    \[ \partial_x q = P'(u), \quad \partial_\beta q = \alpha - P'(u), \quad
+       \partial_\alpha q = \operatorname{sign}(u) + \beta - u\,P'(u), \quad
+       P'(u) = \max(0, 2 - 2|u|) \]
+
+    (Bi-Real's ApproxSign as the sign's backward). This is exactly the chain rule through
+    ``alpha * (approx_sign((x - beta) / alpha) + beta)``; writing it out skips the full-size
+    negations, divisions and broadcasts that automatic differentiation emits for the scalar
+    ``alpha`` and ``beta`` (docs/training.md, "Train-step time"). ``alpha`` and ``beta`` are
+    scalars.
+    """
+    u = (x - beta) / alpha
+    signs = lq.math.sign(u)
+
+    def grad(dy):
+        slope = tf.nn.relu(2.0 - 2.0 * tf.math.abs(u))
+        dx = dy * slope
+        sum_dy = tf.reduce_sum(dy)
+        d_alpha = tf.reduce_sum(dy * signs - dx * u) + beta * sum_dy
+        d_beta = alpha * sum_dy - tf.reduce_sum(dx)
+        return dx, d_alpha, d_beta
+
+    return alpha * (signs + beta), grad
+
+
+@tf.custom_gradient
 def channel_scaled_sign(w):
     r"""ReActNet's weight binarizer for an HWIO kernel.
 
