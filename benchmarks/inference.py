@@ -23,10 +23,10 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import larq_adaptive as lqa  # noqa: E402  (first: makes tf.keras Keras 2 on TF >= 2.16)
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-import larq_adaptive as lqa  # noqa: E402
 from larq_adaptive import export  # noqa: E402
 
 OURS = ("adabin_resnet20", "reactnet_resnet18", "reactnet_a", "dybnn_reactnet_a")

@@ -11,7 +11,7 @@ Evaluates ``get_model("adabin_resnet20", weights=<official model.th>)`` on
 
 Measured (TF 2.15.1 CPU): lossless 88.01 % (8,801; 88.00 % on the first 9,984), decomposed
 (LCE) form 87.98 % (8,798); JPEG 78.11 % (7,811). Differences of a few images come from sign
-flips of values within ~1e-5 of a threshold (spec: the network is chaotic in float rounding).
+flips of values within ~1e-5 of a threshold (the network is chaotic in float rounding).
 
 JPEGs are decoded with PIL (``Image.open(f).convert("RGB")``) as the reference run did; the
 script checks that this reproduces the probe batch's ``images_uint8`` bit for bit and reports
@@ -29,6 +29,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import larq_adaptive  # noqa: E402,F401  (first: makes tf.keras Keras 2 on TF >= 2.16)
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from PIL import Image  # noqa: E402

@@ -2,37 +2,54 @@
 
     import larq_adaptive as lqa
     lqa.quantizers.AdaBinWeightQuantizer, lqa.layers.RPReLU, lqa.callbacks.EDESchedule,
-    lqa.summary(model), lqa.load_model(path), lqa.custom_objects()
+    lqa.summary(model), lqa.load_model(path), lqa.custom_objects(),
+    lqa.models.get_model(name), lqa.export.to_tflite(model, path), lqa.plot.curves_figure(run),
+    lqa.training.get_recipe(name)
+
+Importing the package makes ``tf.keras`` Keras 2 (:mod:`larq_adaptive.keras2`) and registers
+every saveable object of the package (layers, quantizers, callbacks) with Keras and larq, so
+any model built with it reloads in a fresh process after ``import larq_adaptive`` alone. The
+heavier modules (``models``, ``export``, ``plot``, ``training``) are imported on first use.
 """
 
-import os as _os
-from importlib.metadata import PackageNotFoundError as _NotFound
-from importlib.metadata import version as _version
+import importlib as _importlib
 
+from larq_adaptive.keras2 import ensure_keras2 as _ensure_keras2
 
-def _tf_minor():
-    for dist in ("tensorflow", "tensorflow-cpu"):
-        try:
-            return tuple(int(x) for x in _version(dist).split(".")[:2])
-        except (_NotFound, ValueError):
-            pass
-    return (0, 0)
+_ensure_keras2()
 
-
-# TF >= 2.16 ships Keras 3; larq needs Keras 2 (tf-keras). On 2.15 this variable breaks tf.keras.
-if _tf_minor() >= (2, 16):
-    _os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-
-from larq_adaptive import callbacks, layers, quantizers  # noqa: E402
+from larq_adaptive import callbacks, introspect, layers, preprocessing, quantizers  # noqa: E402
+from larq_adaptive.profiling import summary  # noqa: E402
 from larq_adaptive.saving import custom_objects, load_model  # noqa: E402
-from larq_adaptive.summary import summary  # noqa: E402
 
 __version__ = "0.1.0"
+
+_LAZY_MODULES = ("data", "export", "models", "plot", "training")
+
 __all__ = [
     "callbacks",
     "custom_objects",
+    "data",
+    "export",
+    "introspect",
     "layers",
     "load_model",
+    "models",
+    "plot",
+    "preprocessing",
     "quantizers",
     "summary",
+    "training",
 ]
+
+
+def __getattr__(name):
+    if name in _LAZY_MODULES:
+        module = _importlib.import_module(f"{__name__}.{name}")
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -6,6 +6,7 @@ import tensorflow as tf
 
 from larq_adaptive.introspect import iter_quantizers
 from larq_adaptive.quantizers import AdaBinWeightQuantizer, SwitchableQuantizer
+from larq_adaptive.serialization import register
 
 __all__ = [
     "BinaryWeightsSwitch",
@@ -14,6 +15,15 @@ __all__ = [
     "FiniteCheckpoint",
     "ede_constants",
 ]
+
+
+class _FromConfig:
+    """``from_config`` for callbacks (Keras callbacks have none), so that a registered
+    callback round-trips through ``tf.keras.saving.serialize_keras_object``."""
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
 
 
 def ede_constants(epoch, total_epochs, t_min=1e-3, t_max=10.0):
@@ -27,7 +37,8 @@ def ede_constants(epoch, total_epochs, t_min=1e-3, t_max=10.0):
     return (1.0 / t if t < 1.0 else 1.0), t
 
 
-class EDESchedule(tf.keras.callbacks.Callback):
+@register
+class EDESchedule(_FromConfig, tf.keras.callbacks.Callback):
     """Sets (k, t) of every :class:`AdaBinWeightQuantizer` at the start of each epoch
     (constant within the epoch), following the official ``Log_UP`` schedule: t grows
     log-linearly from ``t_min`` to ``t_max`` over ``total_epochs``; k = max(1/t, 1)."""
@@ -46,13 +57,17 @@ class EDESchedule(tf.keras.callbacks.Callback):
             quantizer.k.assign(k)
             quantizer.t.assign(t)
 
+    def get_config(self):
+        return {"total_epochs": self.total_epochs, "t_min": self.t_min, "t_max": self.t_max}
+
 
 def _finite(logs):
     loss = (logs or {}).get("loss")
     return loss is None or math.isfinite(float(loss))
 
 
-class BinaryWeightsSwitch(tf.keras.callbacks.Callback):
+@register
+class BinaryWeightsSwitch(_FromConfig, tf.keras.callbacks.Callback):
     """Two-step training inside ``model.fit``: sets the ``active`` flag of every
     :class:`SwitchableQuantizer` (a ``tf.Variable``, so the traced train function sees it)
     to 0 before epoch ``at_epoch`` and to 1 from it on.
@@ -71,11 +86,19 @@ class BinaryWeightsSwitch(tf.keras.callbacks.Callback):
         for quantizer in iter_quantizers(self.model, SwitchableQuantizer):
             quantizer.active.assign(active)
 
+    def get_config(self):
+        return {"at_epoch": self.at_epoch}
 
-class FiniteBackupAndRestore(tf.keras.callbacks.BackupAndRestore):
+
+@register
+class FiniteBackupAndRestore(_FromConfig, tf.keras.callbacks.BackupAndRestore):
     """``BackupAndRestore`` that does not back up an epoch whose loss is NaN/inf, so a
     re-run after ``TerminateOnNaN`` restarts from the last good epoch (the backup is kept
     when training ends on a NaN)."""
+
+    def get_config(self):
+        return {"backup_dir": self.backup_dir, "save_freq": self.save_freq,
+                "delete_checkpoint": self.delete_checkpoint}
 
     def on_train_begin(self, logs=None):
         self.saw_nan = False
@@ -92,7 +115,8 @@ class FiniteBackupAndRestore(tf.keras.callbacks.BackupAndRestore):
             super().on_train_end(logs)
 
 
-class FiniteCheckpoint(tf.keras.callbacks.Callback):
+@register
+class FiniteCheckpoint(_FromConfig, tf.keras.callbacks.Callback):
     """Saves ``model``'s weights (default: the fitted model's) to ``filepath.format(epoch=
     epoch + 1)`` after every epoch whose loss is finite (``ModelCheckpoint`` would also save
     the NaN weights of the epoch ``TerminateOnNaN`` stopped)."""
@@ -109,3 +133,6 @@ class FiniteCheckpoint(tf.keras.callbacks.Callback):
         path = self.filepath.format(epoch=epoch + 1)
         (self.target or self.model).save_weights(path)
         self.last_saved = path
+
+    def get_config(self):
+        return {"filepath": self.filepath}

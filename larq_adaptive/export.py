@@ -5,21 +5,22 @@
     print(report.table())
     lqa.export.binary_weights(model)["stage1_block1_conv1"].signs
 
-or from a shell: ``python -m larq_adaptive.export MODEL.keras OUT.tflite``.
+or from a shell: ``larq-adaptive-export MODEL.keras OUT.tflite`` (= ``python -m
+larq_adaptive.export``).
 
 The LCE 0.16 converter turns ``Conv2D(Dequantize(Quantize(x)), W)`` into a binary conv when
 the conv input is *directly* a +-1 binarizer output and every filter is ``+-scale_o``
-(spec larq_integration 3.2). Training-time layers do not always have that shape, so
+(measured, see docs/deployment.md). Training-time layers do not always have that shape, so
 :func:`deployable` clones the model into an equal function that has it:
 
 - :class:`~larq_adaptive.layers.AdaBinConv2D` -> its ``decomposed=True`` form (a +-1 conv
   of ``sign((x - beta)/alpha)`` plus float corrections the converter folds);
 - :class:`~larq_adaptive.layers.PaddedQuantConv2D` with a +-1 input (RSign, DySign,
-  ste_sign, ...) -> :class:`BorderCorrectedQuantConv2D`: PyTorch pads the +-1 tensor with
+  ste_sign, ...) -> :class:`~larq_adaptive.layers.BorderCorrectedQuantConv2D`: PyTorch pads the +-1 tensor with
   0, which a binary conv cannot hold, so we pad with +1 and subtract the constant border
   term, ``conv(zero_pad(s), W) = conv(pad_{+1}(s), W) - conv(mask, W)``;
 - :class:`~larq_adaptive.quantizers.SwitchableQuantizer` -> its final-stage quantizer (a
-  switchable *activation* quantizer blocks binary convs even when switched on, spec 1.6);
+  switchable *activation* quantizer blocks binary convs even when switched on);
 - mixed precision -> float32; the input batch size -> 1 (the LCE interpreter runs one
   image at a time, and a static shape lets the converter fold the border terms).
 
@@ -28,20 +29,25 @@ The op histogram is read from the flatbuffer with the TFLite schema that ships i
 dependency, and it sees custom ops (``LceBconv2d``) by their custom code.
 """
 
-import argparse
 import collections
 import dataclasses
 import os
 import sys
 
-import larq as lq
 import numpy as np
 import tensorflow as tf
 
-from larq_adaptive.introspect import iter_layers
-from larq_adaptive.layers import AdaBinConv2D, PaddedQuantConv2D
+from larq_adaptive.command_line import Parser, load_model_argument, output_path_argument
+from larq_adaptive.introspect import (  # the walking helpers are re-exported here
+    BinaryKernel,
+    binary_conv_layers,
+    binary_weights,
+    final_quantizer,
+    is_binary,
+    unwrap,
+)
+from larq_adaptive.layers import AdaBinConv2D, BorderCorrectedQuantConv2D, PaddedQuantConv2D
 from larq_adaptive.quantizers import SwitchableQuantizer
-from larq_adaptive.registry import register
 
 __all__ = [
     "BinaryKernel",
@@ -57,119 +63,6 @@ __all__ = [
 ]
 
 BCONV_OP = "LceBconv2d"
-
-
-@register
-class BorderCorrectedQuantConv2D(PaddedQuantConv2D):
-    r"""Export form of a :class:`PaddedQuantConv2D` whose input quantizer outputs +-1.
-
-    \[ \mathrm{conv}(\mathrm{pad}_0(s), W) = \mathrm{conv}(\mathrm{pad}_{+1}(s), W)
-       - \mathrm{conv}(m, W) \]
-
-    with ``m`` the padding mask (1 on the padded border, 0 inside). The padded +-1 tensor
-    is passed through ``larq.math.sign`` again (the identity on +-1), so the conv input is
-    directly a binarizer output: LCE makes it an ``LceBconv2d`` with VALID padding for any
-    stride, and the pad stays exact (no "SAME" rewrite, spec larq_integration 8.1). With a
-    static input shape the border term is a constant the converter folds into one ``SUB``.
-    Same weights and config as :class:`PaddedQuantConv2D`; for deployment only.
-    """
-
-    def convolution_op(self, inputs, kernel):
-        conv = super(PaddedQuantConv2D, self).convolution_op  # plain VALID conv
-        signs = lq.math.sign(self._padded(inputs, value=1.0))
-        # Written as -(border - conv): LCE folds a constant subtracted from a binary conv
-        # into its per-channel bias even when the constant varies over space (invalid).
-        return tf.negative(conv(self._border_mask(inputs), kernel) - conv(signs, kernel))
-
-
-# --------------------------------------------------------------------------- inspection
-
-
-def _unwrap(quantizer):
-    """(final-stage quantizer, the SwitchableQuantizers wrapped around it, outermost first)."""
-    switches = []
-    while isinstance(quantizer, SwitchableQuantizer):
-        switches.append(quantizer)
-        quantizer = quantizer.quantizer
-    return quantizer, switches
-
-
-def final_quantizer(quantizer):
-    """The quantizer applied in the final training stage (inside any SwitchableQuantizer)."""
-    return _unwrap(quantizer)[0]
-
-
-def _is_binary(quantizer):
-    quantizer = final_quantizer(quantizer)
-    return (
-        quantizer is not None
-        and not isinstance(quantizer, lq.quantizers.NoOp)
-        and getattr(quantizer, "precision", None) == 1
-    )
-
-
-def binary_conv_layers(model):
-    """Every ``QuantConv2D`` of ``model`` with binary input *and* binary kernel quantizers:
-    the convolutions a user marked binary, which must become ``LceBconv2d``."""
-    return [
-        layer
-        for layer in iter_layers(model)
-        if isinstance(layer, lq.layers.QuantConv2D)
-        and _is_binary(layer.input_quantizer)
-        and _is_binary(layer.kernel_quantizer)
-    ]
-
-
-@dataclasses.dataclass
-class BinaryKernel:
-    """The effective binary kernel of one layer: ``signs * scale + center`` (HWIO).
-
-    ``signs``: int8 +-1, shape of the kernel; ``scale``, ``center``: float32 per output
-    channel (``center`` is 0 for symmetric binarizers, AdaBin's beta_w otherwise).
-    The binary set of filter ``o`` is ``{center[o] - scale[o], center[o] + scale[o]}``.
-    """
-
-    signs: np.ndarray
-    scale: np.ndarray
-    center: np.ndarray
-
-    @property
-    def values(self):
-        """The float kernel the layer convolves with."""
-        return self.signs.astype(np.float32) * self.scale + self.center
-
-
-def _split_binary(kernel):
-    """(signs, scale, center) of a kernel whose every filter holds at most two values."""
-    axes = tuple(range(kernel.ndim - 1))
-    high, low = kernel.max(axis=axes), kernel.min(axis=axes)
-    # A filter with a single value: a symmetric binarizer whose signs all agree.
-    single = np.isclose(high, low, rtol=1e-6, atol=0.0)
-    center = np.where(single, 0.0, (high + low) / 2).astype(np.float32)
-    scale = np.where(single, np.abs(high), (high - low) / 2).astype(np.float32)
-    signs = np.where(kernel >= center, 1, -1).astype(np.int8)
-    if not np.allclose(signs * scale + center, kernel, rtol=1e-5, atol=1e-6 * scale.max()):
-        raise ValueError("the quantized kernel has more than two values per output channel")
-    return signs, scale, center
-
-
-def binary_weights(model):
-    """``{layer name: BinaryKernel}`` for every layer with a binary kernel quantizer.
-
-    larq only exposes latent weights (what Keras saves); this applies each layer's final-
-    stage kernel quantizer and splits the result into +-1 signs and a per-output-channel
-    scale and center. For AdaBin, ``center``/``scale`` are the filter mean and std of the
-    latent weights; for ReActNet the scale is mean|W|; for ``ste_sign`` it is 1.
-    """
-    result = {}
-    for layer in iter_layers(model):
-        quantizer = final_quantizer(getattr(layer, "kernel_quantizer", None))
-        if not _is_binary(quantizer) or getattr(layer, "kernel", None) is None:
-            continue
-        latent = tf.convert_to_tensor(getattr(layer.kernel, "latent_variable", layer.kernel))
-        quantized = np.asarray(quantizer(tf.cast(latent, tf.float32)), dtype=np.float32)
-        result[layer.name] = BinaryKernel(*_split_binary(quantized))
-    return result
 
 
 # --------------------------------------------------------------------------- cloning
@@ -208,7 +101,7 @@ def _deploy_layer(layer):
     cls = type(layer)
     if isinstance(layer, AdaBinConv2D):
         config["decomposed"] = True
-    elif type(layer) is PaddedQuantConv2D and _is_binary(layer.input_quantizer):
+    elif type(layer) is PaddedQuantConv2D and is_binary(layer.input_quantizer):
         cls = BorderCorrectedQuantConv2D
     return cls.from_config(config)
 
@@ -218,7 +111,7 @@ def _switch_variables(layer):
     return [
         switch.active
         for attr in ("input_quantizer", "kernel_quantizer")
-        for switch in _unwrap(getattr(layer, attr, None))[1]
+        for switch in unwrap(getattr(layer, attr, None))[1]
     ]
 
 
@@ -377,8 +270,10 @@ def lce_predict(flatbuffer, inputs, num_threads=2):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
-        prog="python -m larq_adaptive.export",
+    """``larq-adaptive-export`` / ``python -m larq_adaptive.export``: 0 converted, 1 a binary
+    conv stayed float, 2 bad input (one line on stderr)."""
+    parser = Parser(
+        prog="larq-adaptive-export",
         description="Convert a Keras model to a TFLite flatbuffer with larq-compute-engine; "
         "print each binary conv and whether it became an LceBconv2d, and the op histogram.",
     )
@@ -386,10 +281,12 @@ def main(argv=None):
     parser.add_argument("output", help="the .tflite file to write")
     parser.add_argument("--target", default="arm", choices=["arm", "xcore"])
     args = parser.parse_args(argv)
-
-    from larq_adaptive.saving import load_model
-
-    report = to_tflite(load_model(args.model, compile=False), args.output, target=args.target)
+    output = output_path_argument(parser, args.output)
+    model = load_model_argument(parser, args.model)
+    try:
+        report = to_tflite(model, output, target=args.target)
+    except ValueError as error:  # e.g. a nested model deployable() cannot clone
+        parser.error(f"cannot convert {args.model!r}: {error}")
     print(report.table())
     if not report.ok:
         print(

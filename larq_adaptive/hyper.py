@@ -1,6 +1,6 @@
 """DyBNN's hyper-function: per-sample, per-channel parameters from global context.
 
-ASSUMPTION (spec 3.2, UNVERIFIED): the DyBNN paper's exact hyper-function could not be
+ASSUMPTION (UNVERIFIED, README "Conventions"): the DyBNN paper's exact hyper-function could not be
 checked. We implement the recommended design
 
     z = GAP(x)                 (N, C)
@@ -17,7 +17,7 @@ shifts may be negative).
 
 import tensorflow as tf
 
-from larq_adaptive.registry import build_sublayer, register
+from larq_adaptive.serialization import build_sublayer, register
 
 
 @register

@@ -1,15 +1,15 @@
-"""PyTorch-equivalent padding that survives the LCE converter.
+"""PyTorch-equivalent padding arithmetic that survives the LCE converter (the layers that
+use it live in :mod:`larq_adaptive.layers`).
 
 PyTorch pads ``p`` on both sides. Keras/TF "same" pads (0, 1) for a 3x3 stride-2 conv on an
 even size, and the LCE converter folds a *symmetric* explicit pad + stride-2 VALID conv back
-into TF "same" (spec larq_integration 8.1). We therefore pad ``p`` before and only as much
+into TF "same" (measured with larq-compute-engine 0.16, see docs/deployment.md). We therefore pad ``p`` before and only as much
 after as the strided window actually reads: the result is identical to symmetric padding
 (the rows/columns dropped are never read) and, being asymmetric, the pad stays a PAD op.
 """
 
 import tensorflow as tf
 
-from larq_adaptive.registry import register
 
 
 def torch_pads(size, kernel_size, stride, pad, dilation=1):
@@ -55,36 +55,5 @@ def padded_shape(input_shape, kernel_size, strides, pad, dilation_rate=(1, 1)):
     return tf.TensorShape(shape)
 
 
-def _pair(value):
+def pair(value):
     return (int(value), int(value)) if isinstance(value, int) else tuple(int(v) for v in value)
-
-
-@register
-class TorchPadding2D(tf.keras.layers.Layer):
-    """Pads NHWC inputs as PyTorch would for a following VALID conv or pool.
-
-    ``value=0.0`` for convolutions, ``value=float("-inf")`` for max-pooling (PyTorch pads
-    max-pool windows with -inf).
-    """
-
-    def __init__(self, kernel_size, strides=1, pad=None, value=0.0, **kwargs):
-        super().__init__(**kwargs)
-        self.kernel_size = _pair(kernel_size)
-        self.strides = _pair(strides)
-        self.pad = _pair(pad) if pad is not None else tuple(k // 2 for k in self.kernel_size)
-        self.value = float(value)
-
-    def call(self, inputs):
-        return pad_nhwc(inputs, self.kernel_size, self.strides, self.pad, self.value)
-
-    def compute_output_shape(self, input_shape):
-        return padded_shape(input_shape, self.kernel_size, self.strides, self.pad)
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "kernel_size": self.kernel_size,
-            "strides": self.strides,
-            "pad": self.pad,
-            "value": self.value,
-        }

@@ -20,18 +20,20 @@ boundaries marked.
 Figures are built on ``matplotlib.figure.Figure`` (no pyplot, no global backend change).
 """
 
-import argparse
 import csv
 import json
 import math
 import re
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
-from larq_adaptive.export import binary_conv_layers, binary_weights, final_quantizer
+from larq_adaptive.command_line import Parser, load_model_argument, output_path_argument
+from larq_adaptive.introspect import binary_conv_layers, binary_weights, final_quantizer
+from larq_adaptive.preprocessing import normalize
 from larq_adaptive.quantizers import AdaBinActivationQuantizer, DySign, RSign
 
 __all__ = ["binary_sets_figure", "curves_figure", "read_run_logs"]
@@ -49,13 +51,11 @@ def _figure(rows, width):
 # --------------------------------------------------------------------------- binary sets
 
 
-def _normalise(images, size):
-    from larq_adaptive.models.registry import IMAGENET_MEAN, IMAGENET_STD
-
-    x = tf.cast(images, tf.float32) / 255.0
+def _normalise(images, size, preprocessing="imagenet"):
+    x = tf.cast(images, tf.float32)
     if tuple(x.shape[1:3]) != tuple(size):
         x = tf.image.resize(x, size)
-    return ((x - IMAGENET_MEAN) / IMAGENET_STD).numpy()
+    return normalize(x, preprocessing).numpy()
 
 
 def activation_sets(model, images=None):
@@ -272,16 +272,24 @@ def curves_figure(run_dir, title=None):
 # --------------------------------------------------------------------------- CLI
 
 
-def _load_images(path, count):
-    with np.load(path) as data:
-        return data["images"][:count]
+def _load_images(parser, path, count):
+    """uint8 ``images`` (N, H, W, 3) of an ``.npz`` (no pickles), or a one-line error."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            images = data["images"][:count]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+        parser.error(f"--images {path!r}: not an .npz with an `images` array ({error})")
+    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8 or not len(images):
+        parser.error(f"--images {path!r}: expected uint8 images (N, H, W, 3), got "
+                     f"{images.dtype} {images.shape}")
+    return images
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
-        prog="python -m larq_adaptive.plot", description=__doc__.split("\n\n")[0]
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
+    """``larq-adaptive-plot`` / ``python -m larq_adaptive.plot``: 0 written, 2 bad input (one
+    line on stderr)."""
+    parser = Parser(prog="larq-adaptive-plot", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     sets = commands.add_parser("binary-sets", help="learned binary sets of every binary conv")
     sets.add_argument("model", help="a .keras / .h5 / SavedModel file")
     sets.add_argument("output", help="the .png to write")
@@ -291,17 +299,25 @@ def main(argv=None):
     curves.add_argument("run_dir")
     curves.add_argument("output", help="the .png to write")
     args = parser.parse_args(argv)
+    output = output_path_argument(parser, args.output)
+    if not output.lower().endswith((".png", ".pdf", ".svg", ".jpg", ".jpeg")):
+        parser.error(f"output {output!r}: use a .png, .pdf, .svg or .jpg file name")
 
     if args.command == "binary-sets":
-        from larq_adaptive.saving import load_model
-
-        model = load_model(args.model, compile=False)
-        images = _load_images(args.images, args.count) if args.images else None
+        if args.count < 1:
+            parser.error(f"--count must be >= 1, got {args.count}")
+        images = _load_images(parser, args.images, args.count) if args.images else None
+        model = load_model_argument(parser, args.model)
+        if not binary_conv_layers(model):
+            parser.error(f"{args.model!r} has no binary convolution to plot")
         fig = binary_sets_figure(model, images)
     else:
-        fig = curves_figure(args.run_dir)
-    fig.savefig(args.output, dpi=120)
-    print(f"wrote {args.output}")
+        try:
+            fig = curves_figure(args.run_dir)
+        except (FileNotFoundError, NotADirectoryError) as error:
+            parser.error(f"{error} (pass a train.py run directory)")
+    fig.savefig(output, dpi=120)
+    print(f"wrote {output}")
     return 0
 
 

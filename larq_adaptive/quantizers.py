@@ -4,7 +4,7 @@ Each class subclasses ``larq.quantizers.Quantizer`` (a Keras layer), so its vari
 tracked by the host ``QuantConv2D``, trained by ``model.fit`` and saved with the model.
 All binarizers use larq's sign convention, sign(0) = +1 (``larq.math.sign``); the official
 PyTorch code uses ``torch.sign`` (sign(0) = 0). On the official AdaBin ResNet-20 this
-changes CIFAR-10 accuracy by 0.02 points (spec 1.6), and it is what lets the LCE converter
+changes CIFAR-10 accuracy by 0.02 points (README, "Conventions"), and it is what lets the LCE converter
 produce binary convolutions.
 """
 
@@ -12,7 +12,7 @@ import larq as lq
 import tensorflow as tf
 
 from larq_adaptive.hyper import HyperFunction
-from larq_adaptive.registry import build_sublayer, register
+from larq_adaptive.serialization import build_sublayer, register
 from larq_adaptive.ste import adabin_activation_sign, channel_scaled_sign, ede_sign
 
 __all__ = [

@@ -7,7 +7,7 @@ Loading is a security boundary: ``.keras`` files are loaded with Keras ``safe_mo
 import larq  # noqa: F401  (registers larq's own objects)
 import tensorflow as tf
 
-from larq_adaptive.registry import registered_objects
+from larq_adaptive.serialization import registered_objects
 
 
 def custom_objects():

@@ -1,7 +1,7 @@
 """Straight-through sign estimators that larq does not ship.
 
 Forward passes use ``larq.math.sign`` (sign(0) = +1): the LCE converter recognises it as a
-binarizer, whereas ``tf.sign`` blocks binary convolutions (spec larq_integration 8.2).
+binarizer, whereas ``tf.sign`` blocks binary convolutions (docs/deployment.md).
 larq's own ``approx_sign`` (Bi-Real ApproxSign) and ``ste_sign`` are reused elsewhere.
 """
 
@@ -65,7 +65,7 @@ def channel_scaled_sign(w):
        \frac{\partial q}{\partial W} = 1_{|W| \le 1}. \]
 
     Unlike ``larq.quantizers.magnitude_aware_sign`` the gradient is *not* multiplied by
-    the scale (spec 2.1, pitfall 9).
+    the scale (the official ReActNet ``HardBinaryConv`` does not).
     """
     reduce_axes = list(range(w.shape.rank - 1))
     scale = tf.stop_gradient(tf.reduce_mean(tf.abs(w), axis=reduce_axes, keepdims=True))

@@ -1,151 +1,139 @@
-"""Building blocks shared by the ReActNet, DyBNN and DWR model families.
+"""The layer vocabulary every builder of the zoo is written in.
 
-A *method* says how a network binarizes (:func:`get_method`):
+Builders compose these functions with a :class:`~larq_adaptive.models.methods.Method` (how the
+convs binarize, :mod:`larq_adaptive.models.methods`); nothing here knows a paper. Networks use
+the functional API only (no block layers, no ``Lambda``), PyTorch's BatchNorm settings and
+PyTorch-equivalent zero padding. ``name`` arguments are layer-name prefixes: numbered units
+get ``{name}_conv{i}``, ``{name}_bn{i}``, ``{name}_add{i}``, ``{name}_act{i}``, blocks are
+``stage{s}_block{b}`` (1-based), the stem ``stem_*`` and the head ``head_*`` / ``logits``.
 
-| method     | input quantizer     | kernel quantizer            | activation   | conv init       |
-|------------|---------------------|-----------------------------|--------------|-----------------|
-| "reactnet" | ``RSign``           | ``ReActNetWeightQuantizer`` | ``RPReLU``   | PyTorch default |
-| "dybnn"    | ``DySign``          | ``ReActNetWeightQuantizer`` | ``DyPReLU``  | PyTorch default |
-| "irnet"    | larq ``ApproxSign`` | larq ``SteSign`` (unscaled) | ``HardTanh`` | kaiming normal  |
-| "ste_sign" | larq ``SteSign``    | larq ``SteSign`` (unscaled) | ``HardTanh`` | kaiming normal  |
-| "float"    | none                | none                        | the family's | the family's    |
-
-``binary_weights=False`` wraps the kernel quantizer in a ``SwitchableQuantizer`` that starts
-inactive (stage 1 of two-step training: real weights, binary activations). "float" keeps the
-family's activation, so ``float_<name>`` is the same graph with full-precision convs.
-"ste_sign" is the plain larq baseline (``ste_sign`` on inputs and kernels), used to measure
-what the adaptive methods add on the same network.
-
-Every binary convolution is a :class:`larq_adaptive.layers.PaddedQuantConv2D`: the binarizer
-sits in ``input_quantizer`` and the PyTorch zero padding comes after it, so larq's summary sees
-1-bit inputs and the LCE converter produces binary convolutions. Networks are built with the
-functional API only (no block layers, no ``Lambda``).
+Every binary convolution is ``method.conv_layer`` (a ``PaddedQuantConv2D`` or
+``AdaBinConv2D``) with the binarizer in its ``input_quantizer`` and the zero padding after
+it, so larq's summary sees 1-bit inputs and the LCE converter produces binary convolutions.
 """
 
-import dataclasses
-import functools
-
-import larq as lq
 import tensorflow as tf
 
-from larq_adaptive.layers import DyPReLU, PaddedQuantConv2D, RPReLU
-from larq_adaptive.models import common
-from larq_adaptive.models.registry import register_with_float_twin  # noqa: F401  (re-export)
-from larq_adaptive.quantizers import DySign, ReActNetWeightQuantizer, RSign, SwitchableQuantizer
-from larq_adaptive.registry import register
+from larq_adaptive.layers import OptionAShortcut, TorchPadding2D
+from larq_adaptive.models.weights import load_weights
 
-__all__ = [
-    "BINARY_METHODS",
-    "METHODS",
-    "ChannelSlice",
-    "HardTanh",
-    "Method",
-    "get_method",
-    "register_with_float_twin",
-]
+BN_EPSILON = 1e-5  # PyTorch default (the AdaBin head BN has running_var down to 2e-5)
+BN_MOMENTUM = 0.9  # PyTorch momentum 0.1
+
+# ---------------------------------------------------------------------------------------
+# Input and output (keras.applications conventions)
 
 
-@register
-class HardTanh(tf.keras.layers.Layer):
-    """PyTorch's ``nn.Hardtanh()``: ``clip(x, -1, 1)`` (IR-Net-style BNNs)."""
-
-    def call(self, inputs):
-        return tf.clip_by_value(inputs, -1.0, 1.0)
-
-    def compute_output_shape(self, input_shape):
-        return tf.TensorShape(input_shape)
-
-
-@register
-class ChannelSlice(tf.keras.layers.Layer):
-    """Keeps channels ``start:stop`` of an NHWC tensor (a serialisable ``x[..., start:stop]``)."""
-
-    def __init__(self, start, stop, **kwargs):
-        super().__init__(**kwargs)
-        self.start = int(start)
-        self.stop = int(stop)
-
-    def call(self, inputs):
-        return inputs[..., self.start : self.stop]
-
-    def compute_output_shape(self, input_shape):
-        shape = tf.TensorShape(input_shape)
-        return shape[:-1].concatenate([self.stop - self.start])
-
-    def get_config(self):
-        return {**super().get_config(), "start": self.start, "stop": self.stop}
+def image_input(input_shape, input_tensor, default_shape):
+    """The model's input tensor, keras.applications style."""
+    shape = tuple(input_shape) if input_shape is not None else tuple(default_shape)
+    if len(shape) != 3:
+        raise ValueError(f"input_shape must be (height, width, channels), got {shape}")
+    if input_tensor is None:
+        return tf.keras.Input(shape=shape, name="input")
+    if not tf.keras.backend.is_keras_tensor(input_tensor):
+        return tf.keras.Input(tensor=input_tensor, shape=shape, name="input")
+    return input_tensor
 
 
-@dataclasses.dataclass(frozen=True)
-class Method:
-    """How the convolutions of a network are binarized; factories are called once per layer."""
-
-    name: str
-    input_quantizer: object  # () -> quantizer, or None for full precision
-    kernel_quantizer: object  # () -> quantizer, or None for full precision
-    activation: object  # (name=...) -> Keras layer
-    kernel_initializer: object  # () -> Keras initializer
-
-    @property
-    def binary(self):
-        return self.input_quantizer is not None
-
-
-BINARY_METHODS = ("reactnet", "dybnn", "irnet", "ste_sign")
-METHODS = BINARY_METHODS + ("float",)
-
-# method -> (input quantizer, kernel quantizer, activation, binary-conv kernel init, dynamic?)
-_TABLE = {
-    "reactnet": (RSign, ReActNetWeightQuantizer, RPReLU, common.TORCH_DEFAULT, False),
-    "dybnn": (DySign, ReActNetWeightQuantizer, DyPReLU, common.TORCH_DEFAULT, True),
-    "irnet": (
-        lq.quantizers.ApproxSign, lq.quantizers.SteSign, HardTanh, common.HE_FAN_IN, False,
-    ),
-    "ste_sign": (
-        lq.quantizers.SteSign, lq.quantizers.SteSign, HardTanh, common.HE_FAN_IN, False,
-    ),
-}
-
-
-def _kernel_quantizer_factory(quantizer_class, binary_weights):
-    def make():
-        quantizer = quantizer_class()
-        return quantizer if binary_weights else SwitchableQuantizer(quantizer, active=False)
-
-    return make
-
-
-def get_method(method, family, *, binary_weights=True, reduction=16, hidden_activation="relu"):
-    """The :class:`Method` named ``method`` (one of :data:`METHODS`).
-
-    ``family`` (one of :data:`BINARY_METHODS`) is the builder's own method: ``"float"``
-    takes its activation and initializer. ``reduction``/``hidden_activation`` configure the
-    DyBNN hyper-functions (ignored by the other methods).
-    """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    if family not in BINARY_METHODS:
-        raise ValueError(f"family must be one of {BINARY_METHODS}, got {family!r}")
-    input_q, kernel_q, activation, init, dynamic = _TABLE[family if method == "float" else method]
-    if dynamic:
-        knobs = dict(reduction=reduction, hidden_activation=hidden_activation)
-        input_q = functools.partial(input_q, **knobs)
-        activation = functools.partial(activation, **knobs)
-    if method == "float":
-        return Method("float", None, None, activation, init)
-    return Method(method, input_q, _kernel_quantizer_factory(kernel_q, binary_weights),
-                  activation, init)
+def finish(inputs, outputs, input_tensor, name, method, weights, load=load_weights):
+    """The Keras model (named ``float_<name>`` for the float twin; the keras.applications
+    ``input_tensor`` rule), with ``weights`` loaded by ``load``."""
+    if input_tensor is not None:
+        inputs = tf.keras.utils.get_source_inputs(input_tensor)
+    prefix = "float_" if method.name == "float" else ""
+    return load(tf.keras.Model(inputs=inputs, outputs=outputs, name=f"{prefix}{name}"), weights)
 
 
 # ---------------------------------------------------------------------------------------
-# Layers and blocks. ``name`` is a layer-name prefix; numbered units get ``{name}_conv{i}``,
-# ``{name}_bn{i}``, ``{name}_add{i}``, ``{name}_act{i}``.
+# Full-precision layers
+
+
+def batch_norm(x, name):
+    return tf.keras.layers.BatchNormalization(
+        momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name
+    )(x)
+
+
+def float_conv(x, filters, kernel_size, strides=1, pad=None, name=None, use_bias=False,
+               kernel_initializer="he_normal"):
+    """Full-precision conv with PyTorch-equivalent zero padding (LCE-safe, see padding.py)."""
+    pad = kernel_size // 2 if pad is None else pad
+    if pad:
+        x = TorchPadding2D(kernel_size, strides, pad, name=f"{name}_pad" if name else None)(x)
+    return tf.keras.layers.Conv2D(
+        filters, kernel_size, strides, padding="valid", use_bias=use_bias,
+        kernel_initializer=kernel_initializer, name=name,
+    )(x)
+
+
+def torch_max_pool(x, pool_size=3, strides=2, pad=1, name=None):
+    """PyTorch MaxPool2d(pool_size, strides, pad): pads with -inf."""
+    x = TorchPadding2D(pool_size, strides, pad, value=float("-inf"), name=f"{name}_pad")(x)
+    return tf.keras.layers.MaxPool2D(pool_size, strides, padding="valid", name=name)(x)
+
+
+def dense(x, num_classes, initializer, name="logits"):
+    """Full-precision Dense logits with bias (float32 under mixed precision)."""
+    return tf.keras.layers.Dense(
+        num_classes, kernel_initializer=initializer(), dtype="float32", name=name
+    )(x)
+
+
+def _initializer(factory):
+    return factory() if factory else "he_normal"
+
+
+# ---------------------------------------------------------------------------------------
+# Residual shortcuts ``shortcut(x, filters, strides, name)``: the identity when the shape stays.
+
+
+def changes_shape(x, filters, strides):
+    return strides != 1 or x.shape[-1] != filters
+
+
+def option_a_shortcut(x, filters, strides, name):
+    """Parameter-free: subsample at even positions + zero channel padding (ResNet "option A";
+    DWR's generalisation: ``(filters - C_in) // 2`` zeros before, the rest after)."""
+    if not changes_shape(x, filters, strides):
+        return x
+    return OptionAShortcut(filters, strides, name=f"{name}_shortcut")(x)
+
+
+def conv_shortcut(x, filters, strides, name, initializer=None):
+    """Full-precision 1x1 conv (stride ``strides``) -> BN (CIFAR ResNet-18)."""
+    if not changes_shape(x, filters, strides):
+        return x
+    x = float_conv(x, filters, 1, strides, pad=0, name=f"{name}_shortcut_conv",
+                   kernel_initializer=_initializer(initializer))
+    return batch_norm(x, f"{name}_shortcut_bn")
+
+
+def avg_pool_shortcut(x, filters, strides, name, initializer=None, ceil_mode=False):
+    """``AvgPool2d(2, strides)`` -> full-precision 1x1 conv -> BN (ImageNet ResNets).
+
+    ``ceil_mode=False``: PyTorch's default VALID pool (Bi-Real / ReActNet). ``ceil_mode=True``:
+    AdaBin's ``AvgPool2d(2, 2, ceil_mode=True, count_include_pad=False)``, which is exactly
+    Keras' ``padding="same"`` pool (identical on even sizes)."""
+    if not changes_shape(x, filters, strides):
+        return x
+    if strides != 1:
+        x = tf.keras.layers.AveragePooling2D(
+            2, strides, padding="same" if ceil_mode else "valid", name=f"{name}_shortcut_pool"
+        )(x)
+    x = float_conv(x, filters, 1, 1, pad=0, name=f"{name}_shortcut_conv",
+                   kernel_initializer=_initializer(initializer))
+    return batch_norm(x, f"{name}_shortcut_bn")
+
+
+# ---------------------------------------------------------------------------------------
+# Units and blocks ``block(x, filters, strides, name, method)``
 
 
 def conv(x, filters, kernel_size, strides, name, method):
-    """Binary conv (the method's quantizers) or, for "float", a full-precision conv; PyTorch
+    """The method's binary conv (a full-precision ``PaddedQuantConv2D`` for "float"); PyTorch
     zero padding ``kernel_size // 2`` after the input quantizer; no bias."""
-    return PaddedQuantConv2D(
+    return method.conv_layer(
         filters, kernel_size, strides=strides,
         input_quantizer=method.input_quantizer() if method.binary else None,
         kernel_quantizer=method.kernel_quantizer() if method.binary else None,
@@ -156,7 +144,7 @@ def conv(x, filters, kernel_size, strides, name, method):
 def conv_bn(x, filters, kernel_size, strides, name, method, index=""):
     """conv -> BN, layers ``{name}_conv{index}``, ``{name}_bn{index}``."""
     x = conv(x, filters, kernel_size, strides, f"{name}_conv{index}", method)
-    return common.batch_norm(x, f"{name}_bn{index}")
+    return batch_norm(x, f"{name}_bn{index}")
 
 
 def conv_bn_act(x, filters, kernel_size, strides, name, method, index=""):
@@ -172,13 +160,10 @@ def residual_unit(x, shortcut, filters, strides, name, method, index="", kernel_
     return method.activation(name=f"{name}_act{index}")(y)
 
 
-def dwr_basic_block(x, filters, strides, name, method):
-    """DWR's CIFAR ResNet-20 block: a residual around *each* binary conv.
-
-    ``h = act1(BN1(conv1(x)) + optionA(x)); y = act2(BN2(conv2(h)) + h)``.
-    """
-    h = residual_unit(x, common.option_a_shortcut(x, filters, strides, name), filters, strides, name,
-                      method, 1)
+def double_residual_block(x, filters, strides, name, method, shortcut=option_a_shortcut):
+    """AdaBin's / DWR's CIFAR BasicBlock: a residual around *each* binary conv,
+    ``h = act1(BN1(conv1(x)) + SC(x)); y = act2(BN2(conv2(h)) + h)``."""
+    h = residual_unit(x, shortcut(x, filters, strides, name), filters, strides, name, method, 1)
     return residual_unit(h, h, filters, 1, name, method, 2)
 
 
@@ -186,13 +171,13 @@ def resnet_basic_block(x, filters, strides, name, method):
     """The standard BasicBlock (DWR CIFAR ResNet-18): ``act(BN(conv2(act(BN(conv1(x))))) + SC(x))``
     with a full-precision 1x1 conv + BN shortcut when the shape changes."""
     h = conv_bn_act(x, filters, 3, strides, name, method, 1)
-    return residual_unit(h, common.conv_shortcut(x, filters, strides, name), filters, 1, name, method, 2)
+    return residual_unit(h, conv_shortcut(x, filters, strides, name), filters, 1, name, method, 2)
 
 
 def bireal_block(x, filters, strides, name, method):
     """One-conv Bi-Real / ReActNet block: ``act(BN(conv3x3(x)) + SC(x))``, SC =
-    :func:`larq_adaptive.models.common.avg_pool_shortcut`."""
-    return residual_unit(x, common.avg_pool_shortcut(x, filters, strides, name), filters, strides,
+    :func:`avg_pool_shortcut`."""
+    return residual_unit(x, avg_pool_shortcut(x, filters, strides, name), filters, strides,
                          name, method)
 
 
@@ -212,53 +197,86 @@ def stages(x, widths, blocks, strides, block, method):
     return x
 
 
-def stem(x, filters, kernel_size, strides, method, activation=True):
+# ---------------------------------------------------------------------------------------
+# Stems and heads
+
+
+def stem(x, filters, kernel_size, strides, method, activation=True, initializer=None):
     """Full-precision conv -> BN (-> the method's activation): ``stem_conv/_bn/_act``."""
-    x = common.float_conv(x, filters, kernel_size, strides, name="stem_conv")
-    x = common.batch_norm(x, "stem_bn")
+    x = float_conv(x, filters, kernel_size, strides, name="stem_conv",
+                   kernel_initializer=_initializer(initializer))
+    x = batch_norm(x, "stem_bn")
     return method.activation(name="stem_act")(x) if activation else x
 
 
-def dense(x, num_classes, method):
-    """Full-precision Dense logits with bias (float32 under mixed precision)."""
-    return tf.keras.layers.Dense(
-        num_classes, kernel_initializer=method.kernel_initializer(), dtype="float32",
-        name="logits",
-    )(x)
-
-
-def pooled_head(x, num_classes, method, batch_norm=True):
+def pooled_head(x, num_classes, method, batch_norm_features=True, initializer=None):
     """Global average pool (-> BN on the pooled vector) -> Dense: ``head_pool``, ``head_bn``,
-    ``logits``."""
+    ``logits`` (Dense init: ``initializer``, default the method's)."""
     x = tf.keras.layers.GlobalAveragePooling2D(name="head_pool")(x)
-    if batch_norm:
-        x = common.batch_norm(x, "head_bn")
-    return dense(x, num_classes, method)
+    if batch_norm_features:
+        x = batch_norm(x, "head_bn")
+    return dense(x, num_classes, initializer or method.kernel_initializer)
 
 
-def finish(inputs, outputs, input_tensor, name, method, weights):
-    """The Keras model (named ``float_<name>`` for the float twin), with ``weights`` loaded."""
-    prefix = "float_" if method.name == "float" else ""
-    model = common.model_from(inputs, outputs, input_tensor, f"{prefix}{name}")
-    return common.load_weights(model, weights)
+def flatten_head(x, num_classes, method, initializer=None):
+    """Flatten -> Dense (VGG-small): ``flatten``, ``logits``."""
+    x = tf.keras.layers.Flatten(name="flatten")(x)
+    return dense(x, num_classes, initializer or method.kernel_initializer)
 
 
 # ---------------------------------------------------------------------------------------
-# The CIFAR ResNet-20 layout shared by ReActNet/DyBNN ResNet-20 and the DWR ResNet-20s.
+# Networks shared by several families
 
 
-def cifar_resnet20(
+def cifar_resnet(
     *, name, method, widths, blocks, align, input_shape, input_tensor, weights, include_top,
-    num_classes, stem_filters=16,
+    num_classes, stem_filters=16, shortcut=option_a_shortcut, stem_initializer=None,
+    load=load_weights,
 ):
-    """FP stem conv 3x3 3->16 + BN + act; one stage per width (strides 1, 2, 2) of
-    ``blocks[s]`` :func:`dwr_basic_block` blocks; optional ``alg2`` (binary conv 3x3 -> ``align`` + BN + act);
-    head GAP -> BN -> Dense. ``include_top=False`` returns the last feature map."""
-    inputs = common.image_input(input_shape, input_tensor, (32, 32, 3))
-    x = stem(inputs, stem_filters, 3, 1, method)
-    x = stages(x, widths, blocks, (1, 2, 2), dwr_basic_block, method)
+    """CIFAR ResNet-20 layout: FP stem conv 3x3 3->``stem_filters`` + BN + act; one stage per
+    width (strides 1, 2, 2) of ``blocks[s]`` :func:`double_residual_block` blocks; optional
+    ``alg2`` (binary conv 3x3 -> ``align`` + BN + act, DWR); head GAP -> BN -> Dense.
+    ``include_top=False`` returns the last feature map."""
+    inputs = image_input(input_shape, input_tensor, (32, 32, 3))
+    x = stem(inputs, stem_filters, 3, 1, method, initializer=stem_initializer)
+
+    def block(x, filters, strides, block_name, method):
+        return double_residual_block(x, filters, strides, block_name, method, shortcut)
+
+    x = stages(x, widths, blocks, (1, 2, 2), block, method)
     if align:
         x = conv_bn_act(x, align, 3, 1, "alg2", method)
     if include_top:
         x = pooled_head(x, num_classes, method)
+    return finish(inputs, x, input_tensor, name, method, weights, load)
+
+
+VGG_SMALL_POOLS = (True, False, True, False, True)  # a 2x2 max-pool ends stages 1, 3 and 5
+
+
+def vgg_small(
+    *, name, method, widths, blocks, align, input_shape, input_tensor, weights, include_top,
+    num_classes, stem_initializer=None,
+):
+    """VGG-small: FP conv 3x3 3->128 -> BN -> act (``stem_*``); five "stages" of ``blocks[s]``
+    binary convs of width ``widths[s]``, each conv -> [MaxPool 2x2 after the last conv of
+    stages 1, 3 and 5] -> BN -> act (``stage{s}_block{b}_conv/_pool/_bn/_act``); optional
+    ``alg2`` (DWR); flatten (4 x 4 x C) -> Dense. ``include_top=False`` returns the 4x4 map."""
+    if not len(widths) == len(blocks) == len(VGG_SMALL_POOLS):
+        raise ValueError(f"VGG-small needs 5 widths and 5 block counts, got widths="
+                         f"{list(widths)}, blocks={list(blocks)}")
+    inputs = image_input(input_shape, input_tensor, (32, 32, 3))
+    x = stem(inputs, 128, 3, 1, method, initializer=stem_initializer)
+    for s, (filters, count, pool) in enumerate(zip(widths, blocks, VGG_SMALL_POOLS), start=1):
+        for b in range(1, count + 1):
+            block_name = f"stage{s}_block{b}"
+            x = conv(x, filters, 3, 1, f"{block_name}_conv", method)
+            if pool and b == count:
+                x = tf.keras.layers.MaxPool2D(2, 2, name=f"{block_name}_pool")(x)
+            x = batch_norm(x, f"{block_name}_bn")
+            x = method.activation(name=f"{block_name}_act")(x)
+    if align:
+        x = conv_bn_act(x, align, 3, 1, "alg2", method)
+    if include_top:
+        x = flatten_head(x, num_classes, method)
     return finish(inputs, x, input_tensor, name, method, weights)

@@ -6,17 +6,17 @@ DWR makes binary backbones *shallower and wider* at about the same binary comput
 pruning), which divides the activations that get binarized by about sqrt(s). The builders
 reproduce the released architectures; every one takes ``widths=`` and ``blocks=`` (one entry
 per stage) so that any reshaped or searched variant can be built, e.g.
-``get_model("dwr_resnet20", widths=[24, 90, 150], blocks=[1, 1, 1])``. The reshaping rule,
-the width search and the command line (``python -m larq_adaptive.models.dwr``) are in
-:mod:`larq_adaptive.models.dwr_search` and re-exported here.
+``get_model("dwr_resnet20", widths=[24, 90, 150], blocks=[1, 1, 1])``. The reshaping rule
+and the width search are in :mod:`larq_adaptive.models.dwr_search` (re-exported here); the
+whole pipeline as a command is ``larq-adaptive-dwr`` (:mod:`larq_adaptive.training.dwr_cli`).
 
-Methods (``method=``, see :mod:`larq_adaptive.models.blocks`): ``"irnet"`` (the DWR code's
+Methods (``method=``, see :mod:`larq_adaptive.models.methods`): ``"irnet"`` (the DWR code's
 ``IRConv2d``: ApproxSign activations, unscaled sign weights with the ``|W|<=1`` STE,
 Hardtanh), ``"reactnet"`` (RSign, ``mean|W| sign(W)`` weights, RPReLU), ``"dybnn"`` and
 ``"float"`` (real-valued twin, registered as ``float_<name>``). ``binary_weights=False``
 builds stage 1 of two-step training (switchable kernel quantizers, inactive).
 
-Complexity of the released architectures (spec 4.4, from the official modules; parameters
+Complexity of the released architectures (from the official modules; parameters
 = trainable parameters, BN running statistics excluded; MACs of conv/FC layers):
 
 | model                    | widths                   | params  | bin MACs | FP MACs | #bin conv |
@@ -37,33 +37,25 @@ References:
 - Official code: https://github.com/pingxue-hfut/DWR
 """
 
-if __name__ == "__main__":  # `python -m larq_adaptive.models.dwr`: the package import has
-    # already registered the builders below; running this body again would register twice.
-    import sys
-
-    from larq_adaptive.models.dwr_search import main
-
-    sys.exit(main())
-
-
 import tensorflow as tf
 
-from larq_adaptive.models import common
+from larq_adaptive.layers import ChannelSlice
 from larq_adaptive.models.blocks import (
-    ChannelSlice,
+    batch_norm,
     bireal_block,
-    cifar_resnet20,
-    conv,
-    conv_bn_act,
-    dense,
+    cifar_resnet,
     finish,
-    get_method,
+    image_input,
     pooled_head,
-    register_with_float_twin,
     resnet_basic_block,
     stages,
     stem,
+    torch_max_pool,
+    vgg_small,
 )
+from larq_adaptive.models.dwr_search import reshape, search_widths
+from larq_adaptive.models.methods import get_method
+from larq_adaptive.models.registry import register_with_float_twin
 
 __all__ = [
     "dwr_reactnet_resnet18",
@@ -71,18 +63,14 @@ __all__ = [
     "dwr_resnet18_cifar",
     "dwr_resnet20",
     "dwr_vgg_small",
-    "main",
     "reshape",
     "search_widths",
 ]
 
-# Default train.py recipes (larq_adaptive.training.recipes, spec 4.5); float twins: one step.
-CIFAR = dict(input_shape=(32, 32, 3), num_classes=10, recipe="dwr_cifar")
+# Default train.py recipes (larq_adaptive.training.recipes); float twins: one step.
+CIFAR = dict(input_shape=(32, 32, 3), num_classes=10, recipe="dwr_cifar", family="dwr")
 IMAGENET = dict(input_shape=(224, 224, 3), num_classes=1000, recipe="dwr_imagenet_two_step",
-                float_recipe="dwr_imagenet")
-
-# VGG-small: one "stage" per binary conv; a 2x2 max-pool ends stages 1, 3 and 5.
-VGG_SMALL_POOLS = (True, False, True, False, True)
+                float_recipe="dwr_imagenet", family="dwr")
 
 
 def _method(method, family, binary_weights):
@@ -118,7 +106,7 @@ def convalg(x, filters, name="alg"):
         1, use_bias=False, depthwise_initializer=tf.keras.initializers.RandomUniform(-1.0, 1.0),
         name=f"{name}_conv",
     )(x)  # PyTorch default init of a 1x1 conv with one input per group: U(-1, 1)
-    y = common.batch_norm(y, f"{name}_bn")
+    y = batch_norm(y, f"{name}_bn")
     y = tf.keras.layers.Concatenate(name=f"{name}_concat")([y, x])
     y = ChannelSlice(0, filters, name=f"{name}_slice")(y)
     return prelu(y, f"{name}_act")
@@ -128,7 +116,7 @@ def convalg(x, filters, name="alg"):
 # CIFAR-10
 
 
-@register_with_float_twin("dwr_resnet20", family="dwr", **CIFAR)
+@register_with_float_twin("dwr_resnet20", method="irnet", **CIFAR)
 def dwr_resnet20(
     *, input_shape=None, input_tensor=None, weights=None, include_top=True, num_classes=10,
     widths=(16, 78, 134), blocks=(1, 1, 1), method="irnet", binary_weights=True,
@@ -141,14 +129,14 @@ def dwr_resnet20(
     3x3 -> 64 + BN + Hardtanh; head GAP -> BN -> Dense. Kaiming-normal init.
     """
     widths, blocks = _widths(widths, blocks, 3)
-    return cifar_resnet20(
+    return cifar_resnet(
         name="dwr_resnet20", method=_method(method, "irnet", binary_weights), widths=widths,
         blocks=blocks, align=64, input_shape=input_shape, input_tensor=input_tensor,
         weights=weights, include_top=include_top, num_classes=num_classes,
     )
 
 
-@register_with_float_twin("dwr_reactnet_resnet20", family="dwr", **CIFAR)
+@register_with_float_twin("dwr_reactnet_resnet20", method="reactnet", **CIFAR)
 def dwr_reactnet_resnet20(
     *, input_shape=None, input_tensor=None, weights=None, include_top=True, num_classes=10,
     widths=(30, 86, 154), blocks=(1, 1, 1), method="reactnet", binary_weights=True,
@@ -161,7 +149,7 @@ def dwr_reactnet_resnet20(
     the ReActNet binarizers and RPReLU (a handful of extra shift/slope parameters).
     """
     widths, blocks = _widths(widths, blocks, 3)
-    return cifar_resnet20(
+    return cifar_resnet(
         name="dwr_reactnet_resnet20", method=_method(method, "reactnet", binary_weights),
         widths=widths, blocks=blocks, align=64, input_shape=input_shape,
         input_tensor=input_tensor, weights=weights, include_top=include_top,
@@ -170,7 +158,7 @@ def dwr_reactnet_resnet20(
 
 
 @register_with_float_twin(
-    "dwr_resnet18_cifar", family="dwr", **{**CIFAR, "recipe": "dwr_cifar_resnet18"}
+    "dwr_resnet18_cifar", method="irnet", **{**CIFAR, "recipe": "dwr_cifar_resnet18"}
 )
 def dwr_resnet18_cifar(
     *, input_shape=None, input_tensor=None, weights=None, include_top=True, num_classes=10,
@@ -184,7 +172,7 @@ def dwr_resnet18_cifar(
     """
     widths, blocks = _widths(widths, blocks, 4)
     method = _method(method, "irnet", binary_weights)
-    inputs = common.image_input(input_shape, input_tensor, CIFAR["input_shape"])
+    inputs = image_input(input_shape, input_tensor, CIFAR["input_shape"])
     x = stem(inputs, 64, 3, 1, method)
     x = stages(x, widths, blocks, (1, 2, 2, 2), resnet_basic_block, method)
     if include_top:
@@ -192,7 +180,7 @@ def dwr_resnet18_cifar(
     return finish(inputs, x, input_tensor, "dwr_resnet18_cifar", method, weights)
 
 
-@register_with_float_twin("dwr_vgg_small", family="dwr", **CIFAR)
+@register_with_float_twin("dwr_vgg_small", method="irnet", **CIFAR)
 def dwr_vgg_small(
     *, input_shape=None, input_tensor=None, weights=None, include_top=True, num_classes=10,
     widths=(106, 252, 256, 512, 512), blocks=(1, 1, 1, 1, 1), method="irnet",
@@ -206,30 +194,19 @@ def dwr_vgg_small(
     conv 3x3 -> 512 + BN + Hardtanh; flatten (4 x 4 x 512) -> Dense. ``include_top=False``
     returns the 4x4x512 map.
     """
-    widths, blocks = _widths(widths, blocks, len(VGG_SMALL_POOLS))
-    method = _method(method, "irnet", binary_weights)
-    inputs = common.image_input(input_shape, input_tensor, CIFAR["input_shape"])
-    x = stem(inputs, 128, 3, 1, method)
-    for s, (filters, count, pool) in enumerate(zip(widths, blocks, VGG_SMALL_POOLS), start=1):
-        for b in range(1, count + 1):
-            name = f"stage{s}_block{b}"
-            x = conv(x, filters, 3, 1, f"{name}_conv", method)
-            if pool and b == count:
-                x = tf.keras.layers.MaxPool2D(2, 2, name=f"{name}_pool")(x)
-            x = common.batch_norm(x, f"{name}_bn")
-            x = method.activation(name=f"{name}_act")(x)
-    x = conv_bn_act(x, 512, 3, 1, "alg2", method)
-    if include_top:
-        x = tf.keras.layers.Flatten(name="flatten")(x)
-        x = dense(x, num_classes, method)
-    return finish(inputs, x, input_tensor, "dwr_vgg_small", method, weights)
+    widths, blocks = _widths(widths, blocks, 5)
+    return vgg_small(
+        name="dwr_vgg_small", method=_method(method, "irnet", binary_weights), widths=widths,
+        blocks=blocks, align=512, input_shape=input_shape, input_tensor=input_tensor,
+        weights=weights, include_top=include_top, num_classes=num_classes,
+    )
 
 
 # ---------------------------------------------------------------------------------------
 # ImageNet
 
 
-@register_with_float_twin("dwr_reactnet_resnet18", family="dwr", **IMAGENET)
+@register_with_float_twin("dwr_reactnet_resnet18", method="reactnet", **IMAGENET)
 def dwr_reactnet_resnet18(
     *, input_shape=None, input_tensor=None, weights=None, include_top=True, num_classes=1000,
     widths=(116, 188, 408, 910), blocks=(2, 2, 2, 2), method="reactnet", binary_weights=True,
@@ -243,15 +220,13 @@ def dwr_reactnet_resnet18(
     """
     widths, blocks = _widths(widths, blocks, 4)
     method = _method(method, "reactnet", binary_weights)
-    inputs = common.image_input(input_shape, input_tensor, IMAGENET["input_shape"])
+    inputs = image_input(input_shape, input_tensor, IMAGENET["input_shape"])
     x = stem(inputs, 64, 7, 2, method, activation=False)
     x = prelu(x, "stem_act")
-    x = common.torch_max_pool(x, 3, 2, 1, name="stem_pool")
+    x = torch_max_pool(x, 3, 2, 1, name="stem_pool")
     x = convalg(x, widths[0])
     x = stages(x, widths, blocks, (1, 2, 2, 2), bireal_block, method)
     if include_top:
         x = pooled_head(x, num_classes, method)
     return finish(inputs, x, input_tensor, "dwr_reactnet_resnet18", method, weights)
 
-
-from larq_adaptive.models.dwr_search import main, reshape, search_widths  # noqa: E402

@@ -1,27 +1,23 @@
-"""DWR as a tool: naive depth-width reshaping, cluster-based width search, and the pipeline.
+"""DWR as a tool: naive depth-width reshaping and the cluster-based width search.
 
 DWR (Xue et al., AAAI 2023) makes a binary backbone shallower and wider at about the same
 binary compute, then sets each stage's width by clustering the channels of a briefly
-pre-trained naive model. This module holds the three steps; the networks themselves are the
-``dwr_*`` builders of :mod:`larq_adaptive.models.dwr`, which re-exports :func:`reshape`,
-:func:`search_widths` and :func:`main`.
+pre-trained naive model. This module holds the arithmetic and the search; the networks are
+the ``dwr_*`` builders of :mod:`larq_adaptive.models.dwr` (which re-exports :func:`reshape`
+and :func:`search_widths`), and the whole pipeline as a command (pre-training with the
+``dwr_cifar`` recipe on any dataset ``train.py`` reads) is
+:mod:`larq_adaptive.training.dwr_cli`.
 
-1. :func:`reshape` (spec 4.1): ``blocks / s`` per stage (at least 1) and ``widths * sqrt(s)``
+1. :func:`reshape` (DWR paper, depth-width reshaping): ``blocks / s`` per stage (at least 1) and ``widths * sqrt(s)``
    (constant binary MACs, about ``sqrt(s)`` fewer binary-conv input activations), or
    ``widths * width_multiplier`` for the wider pre-pruning model. The costs are computed
    from the description (:class:`Backbone`) with plain arithmetic.
-2. A short pre-training of the naive model (``model.fit``).
-3. :func:`search_widths` (spec 4.2): mean raw (pre-BN) output of the last binary conv of
+2. A short pre-training of the naive model (the command does it with ``model.fit``).
+3. :func:`search_widths` (DWR paper, cluster-based width refinement): mean raw (pre-BN) output of the last binary conv of
    each stage over N images, one row per channel, cosine DBSCAN on the rows; the new width
    is ``#clusters + #noise points``.
 
-Command line (the final model is then trained from scratch with ``widths=``/``blocks=``)::
-
-    python -m larq_adaptive.models.dwr --backbone resnet20 --s 3 --width-multiplier 3 \\
-        --data-dir ../shared/data/cifar10-train-original \\
-        --val-data-dir ../shared/data/cifar10-test-original --epochs 2 --steps-per-epoch 100
-
-Binary cost of the backbones (spec 4.4; binary = convs with a binarized input, activations =
+Binary cost of the backbones (from the official modules; binary = convs with a binarized input, activations =
 sum of the input elements of the binary convs):
 
 | backbone | blocks | widths | bin convs | bin MACs | bin-conv input acts |
@@ -40,22 +36,21 @@ References:
   on Depth-Width Reshaping." AAAI 2023. Code: https://github.com/pingxue-hfut/DWR
 """
 
-import argparse
 import dataclasses
 import math
 import re
-import sys
-import time
 from typing import Optional
 
 import numpy as np
+
+from larq_adaptive.introspect import binary_conv_layers
 
 __all__ = [
     "BACKBONES",
     "Backbone",
     "ChannelClusters",
     "Reshaped",
-    "main",
+    "final_backbone",
     "reshape",
     "search_widths",
     "stage_output_convs",
@@ -242,7 +237,7 @@ class Reshaped:
 
 
 def reshape(base, s, width_multiplier=None):
-    """Naive depth-width reshaping of ``base`` by the factor ``s`` (spec 4.1).
+    """Naive depth-width reshaping of ``base`` by the factor ``s``.
 
     ``base``: a :class:`Backbone`, a dict of its fields, or a name of :data:`BACKBONES`
     (``"resnet20"``, ``"resnet18_cifar"``, ``"vgg_small"``, ``"resnet18"``).
@@ -293,12 +288,6 @@ class ChannelClusters:
         return self.clusters + self.noise
 
 
-def _is_binary_conv(layer):
-    import larq as lq
-
-    return isinstance(layer, lq.layers.QuantConv2D) and layer.input_quantizer is not None
-
-
 def _stage_of(layer_name):
     match = _STAGE_NAME.search(layer_name)
     return int(match.group(1)) if match else None
@@ -307,12 +296,12 @@ def _stage_of(layer_name):
 def stage_output_convs(model):
     """The default hooks: the last binary conv of each stage, in stage order.
 
-    Binary convs are larq ``QuantConv2D`` layers with an input quantizer. Stages come from
+    Binary convs as :func:`larq_adaptive.introspect.binary_conv_layers` defines them. Stages come from
     ``stageN_`` in the layer names (the ``dwr_*`` builders' convention), so extra convs such
     as ``alg2`` are left out. A model without such names: every maximal run of consecutive
     binary convs with the same output shape is a stage.
     """
-    convs = [layer for layer in model.layers if _is_binary_conv(layer)]
+    convs = binary_conv_layers(model)
     if not convs:
         raise ValueError(f"model {model.name!r} has no binary convolution")
     staged = [layer for layer in convs if _stage_of(layer.name) is not None]
@@ -382,7 +371,7 @@ def core_distances(feature_map, min_samples=5):
 
 
 def search_widths(model, images, eps, min_samples=5, layers=None, batch_size=100):
-    """DWR width search (spec 4.2): one :class:`ChannelClusters` per hooked layer.
+    """DWR width search: one :class:`ChannelClusters` per hooked layer.
 
     ``images``: N model inputs (already preprocessed, NHWC). For each hooked binary conv
     (default :func:`stage_output_convs`; or ``layers``, a list of layer names), the raw
@@ -410,131 +399,7 @@ def search_widths(model, images, eps, min_samples=5, layers=None, batch_size=100
     return results
 
 
-# --------------------------------------------------------------------------------------
-# The pipeline command
-# --------------------------------------------------------------------------------------
-
-
-class _Parser(argparse.ArgumentParser):
-    """Errors as one line on stderr, exit status 2."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def _parser():
-    parser = _Parser(
-        prog="python -m larq_adaptive.models.dwr",
-        description="DWR: naive reshaping -> short pre-training -> cluster-based width search.",
-    )
-    parser.add_argument("--backbone", required=True, help=f"one of {', '.join(BACKBONES)}")
-    parser.add_argument("--s", type=float, required=True, help="depth reduction factor (>= 1)")
-    parser.add_argument("--data-dir", required=True, help="training .npz shards (images, labels)")
-    parser.add_argument("--val-data-dir", help="search images (.npz); default: --data-dir")
-    parser.add_argument("--width-multiplier", type=float,
-                        help="naive model width factor (default sqrt(s); DWR prunes a wider one)")
-    parser.add_argument("--method", default="irnet", choices=("irnet", "reactnet"))
-    parser.add_argument("--epochs", type=int, default=2, help="pre-training epochs (0: none)")
-    parser.add_argument("--steps-per-epoch", type=int, help="default: one pass over the data")
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=0.1, help="SGD lr, cosine per epoch")
-    parser.add_argument("--images", type=int, default=400, help="number of search images")
-    parser.add_argument("--eps", type=float, default=0.021, help="DBSCAN cosine eps")
-    parser.add_argument("--min-samples", type=int, default=5)
-    parser.add_argument("--layers", nargs="+", help="hooked layer names (default: last per stage)")
-    parser.add_argument("--weights", help="start from these naive-model weights (Keras file)")
-    parser.add_argument("--save-weights", help="save the pre-trained naive model here (.h5)")
-    parser.add_argument("--seed", type=int, default=0)
-    return parser
-
-
-def _check_args(parser, args):
-    import os
-
-    if args.backbone not in BACKBONES:
-        parser.error(f"unknown backbone {args.backbone!r} (choose from {', '.join(BACKBONES)})")
-    if not args.s >= 1:
-        parser.error(f"--s must be >= 1, got {args.s:g}")
-    for option, value in (("--width-multiplier", args.width_multiplier), ("--lr", args.lr),
-                          ("--eps", args.eps)):
-        if value is not None and not value > 0:
-            parser.error(f"{option} must be > 0, got {value:g}")
-    if args.epochs < 0:
-        parser.error(f"--epochs must be >= 0, got {args.epochs}")
-    for option, value in (("--steps-per-epoch", args.steps_per_epoch),
-                          ("--batch-size", args.batch_size), ("--images", args.images),
-                          ("--min-samples", args.min_samples)):
-        if value is not None and value < 1:
-            parser.error(f"{option} must be >= 1, got {value}")
-    for option, path in (("--data-dir", args.data_dir), ("--val-data-dir", args.val_data_dir),
-                         ("--weights", args.weights)):
-        if path is not None and not os.path.exists(path):
-            parser.error(f"{option} {path!r} does not exist")
-
-
-def _load(parser, option, path):
-    from larq_adaptive.data import load_npz_dir
-
-    try:
-        return load_npz_dir(path)
-    except (ValueError, OSError) as error:
-        parser.error(f"{option}: {error}")
-
-
-def _augment(image):
-    """Pad 4 with zeros (uint8, before normalisation: spec pitfall 13), random crop, flip."""
-    import tensorflow as tf
-
-    height, width, channels = image.shape
-    image = tf.pad(image, [[4, 4], [4, 4], [0, 0]])
-    image = tf.image.random_crop(image, (height, width, channels))
-    return tf.image.random_flip_left_right(image)
-
-
-def _train_dataset(images, labels, model_name, batch_size, seed):
-    import tensorflow as tf
-
-    from larq_adaptive.models import preprocess_input
-
-    return (
-        tf.data.Dataset.from_tensor_slices((images, labels))
-        .shuffle(min(len(images), 50_000), seed=seed, reshuffle_each_iteration=True)
-        .repeat()
-        .map(lambda x, y: (_augment(x), y), num_parallel_calls=tf.data.AUTOTUNE)
-        .batch(batch_size, drop_remainder=True)
-        .map(lambda x, y: (preprocess_input(x, model_name), y))
-        .prefetch(tf.data.AUTOTUNE)
-    )
-
-
-def _cosine_per_epoch(lr, epochs):
-    """AdaBin/DWR schedule: cosine from ``lr`` to 0 over the epochs, stepped per epoch."""
-    return lambda epoch: 0.5 * lr * (1 + math.cos(math.pi * epoch / epochs))
-
-
-def pretrain(model, model_name, images, labels, *, epochs, steps_per_epoch, batch_size, lr,
-             seed=0, verbose=2):
-    """The short pre-training of the naive model: SGD momentum 0.9, cosine lr per epoch,
-    cross-entropy, pad-4 crop + flip, ImageNet mean/std (the DWR CIFAR recipe, no weight
-    decay)."""
-    import tensorflow as tf
-
-    steps = steps_per_epoch or max(1, len(images) // batch_size)
-    last = model.layers[-1]
-    from_logits = getattr(last, "activation", None) is not tf.keras.activations.softmax
-    model.compile(
-        optimizer=tf.keras.optimizers.SGD(lr, momentum=0.9),
-        loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits),
-        metrics=["accuracy"],
-    )
-    return model.fit(
-        _train_dataset(images, labels, model_name, min(batch_size, len(images)), seed),
-        epochs=epochs, steps_per_epoch=steps, verbose=verbose,
-        callbacks=[tf.keras.callbacks.LearningRateScheduler(_cosine_per_epoch(lr, epochs))],
-    )
-
-
-def _final_backbone(naive, results):
+def final_backbone(naive, results):
     """The naive backbone with the searched widths, if there is exactly one result per
     stage (stages numbered 1..n by the layer names, or one default hook per stage)."""
     stages = [result.stage for result in results]
@@ -543,96 +408,3 @@ def _final_backbone(naive, results):
     ):
         return naive.with_widths([result.width for result in results])
     return None
-
-
-def _cost_line(label, backbone, reference):
-    macs, acts = backbone.binary_macs, backbone.binary_activations
-    return (f"{label:<22} blocks {list(backbone.blocks)} widths {list(backbone.widths)}: "
-            f"{backbone.num_binary_convs} binary convs, "
-            f"{macs / 1e6:.1f} M binary MACs (x{macs / reference.binary_macs:.2f}), "
-            f"{acts / 1e3:.1f} K binary-conv input activations "
-            f"(/{reference.binary_activations / acts:.2f})")
-
-
-def main(argv=None):
-    """``python -m larq_adaptive.models.dwr``: reshape -> pre-train -> search; prints the
-    final widths per stage and the binary MACs / activations vs the original backbone."""
-    parser = _parser()
-    args = parser.parse_args(argv)
-    _check_args(parser, args)
-    base = BACKBONES[args.backbone]
-    try:
-        model_name = base.model_name(args.method)
-        from larq_adaptive.models import available_models, get_model, model_entry
-
-        if model_name not in available_models():
-            raise ValueError(f"model {model_name!r} is not registered")
-    except ValueError as error:
-        parser.error(str(error))
-    images, labels = _load(parser, "--data-dir", args.data_dir)
-    val_images, val_labels = (images, labels) if args.val_data_dir is None else _load(
-        parser, "--val-data-dir", args.val_data_dir)
-    if labels.min() < 0:
-        parser.error("--data-dir: negative labels")
-
-    import tensorflow as tf
-
-    from larq_adaptive.models import preprocess_input
-
-    tf.keras.utils.set_random_seed(args.seed)
-    naive = reshape(base, args.s, args.width_multiplier)
-    print(f"DWR {args.backbone} s={args.s:g} width multiplier {naive.width_multiplier:.3g} "
-          f"method {args.method} -> {model_name}")
-    print(_cost_line("original", base, base))
-    print(_cost_line("naive reshaped", naive.backbone, base))
-
-    started = time.time()
-    try:
-        model = get_model(
-            model_name, widths=list(naive.widths), blocks=list(naive.blocks), weights=args.weights,
-            method=args.method, input_shape=tuple(images.shape[1:]),
-            num_classes=max(model_entry(model_name).num_classes, int(labels.max()) + 1),
-        )
-    except ValueError as error:
-        parser.error(f"cannot build {model_name}: {error}")
-    if args.epochs:
-        pretrain(model, model_name, images, labels, epochs=args.epochs,
-                 steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size, lr=args.lr,
-                 seed=args.seed)
-    if args.save_weights:
-        model.save_weights(args.save_weights)
-    trained = time.time()
-
-    chosen = np.sort(np.random.default_rng(args.seed).choice(
-        len(val_images), min(args.images, len(val_images)), replace=False))
-    search_images = preprocess_input(val_images[chosen], model_name)
-    try:
-        results = search_widths(model, search_images, eps=args.eps,
-                                min_samples=args.min_samples, layers=args.layers)
-    except ValueError as error:
-        parser.error(str(error))
-    searched = time.time()
-
-    predictions = np.argmax(model.predict(search_images, batch_size=100, verbose=0), axis=-1)
-    accuracy = np.mean(predictions == val_labels[chosen])
-    print(f"naive model after pre-training: top-1 {accuracy:.1%} on the search images")
-    print(f"width search on {len(chosen)} images, DBSCAN(cosine, eps={args.eps:g}, "
-          f"min_samples={args.min_samples}):")
-    for result in results:
-        stage = f"stage {result.stage}" if result.stage is not None else "layer"
-        low, median = np.min(result.core_eps), np.median(result.core_eps)
-        print(f"  {stage} {result.layer}: {result.channels} -> {result.width} channels "
-              f"({result.clusters} clusters + {result.noise} noise); core eps min {low:.3g}, "
-              f"median {median:.3g}")
-    print(f"final widths: {[result.width for result in results]}")
-    final = _final_backbone(naive.backbone, results)
-    if final is not None:
-        print(_cost_line("final", final, base))
-    else:
-        print("final cost: the hooked layers are not one per stage; not computed")
-    print(f"wall time: pre-training {trained - started:.0f} s, search {searched - trained:.0f} s")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -30,12 +30,14 @@ References:
 """
 
 from larq_adaptive.models import reactnet
-from larq_adaptive.models.blocks import get_method, register_with_float_twin
+from larq_adaptive.models.methods import get_method
+from larq_adaptive.models.registry import register_with_float_twin
 
 __all__ = ["dybnn_reactnet_a", "dybnn_resnet18", "dybnn_resnet20"]
 
 CIFAR = dict(reactnet.CIFAR)
 IMAGENET = dict(reactnet.IMAGENET)
+DYBNN = dict(family="dybnn", method="dybnn")
 
 
 def _build(network, name, method, binary_weights, reduction, hidden_activation, **kwargs):
@@ -44,7 +46,7 @@ def _build(network, name, method, binary_weights, reduction, hidden_activation, 
     return network(name=name, method=method, **kwargs)
 
 
-@register_with_float_twin("dybnn_resnet20", family="dybnn", **CIFAR)
+@register_with_float_twin("dybnn_resnet20", **DYBNN, **CIFAR)
 def dybnn_resnet20(
     *, input_shape=None, input_tensor=None, weights=None, include_top=True, num_classes=10,
     method="dybnn", binary_weights=True, reduction=16, hidden_activation="relu",
@@ -59,7 +61,7 @@ def dybnn_resnet20(
 
 
 @register_with_float_twin(
-    "dybnn_resnet18", family="dybnn", recipe=reactnet.RESNET18_RECIPE, **IMAGENET
+    "dybnn_resnet18", recipe=reactnet.RESNET18_RECIPE, **DYBNN, **IMAGENET
 )
 def dybnn_resnet18(
     *, input_shape=None, input_tensor=None, weights=None, include_top=True, num_classes=1000,
@@ -75,7 +77,7 @@ def dybnn_resnet18(
 
 
 @register_with_float_twin(
-    "dybnn_reactnet_a", family="dybnn", recipe=reactnet.REACTNET_A_RECIPE, **IMAGENET
+    "dybnn_reactnet_a", recipe=reactnet.REACTNET_A_RECIPE, **DYBNN, **IMAGENET
 )
 def dybnn_reactnet_a(
     *, input_shape=None, input_tensor=None, weights=None, include_top=True, num_classes=1000,

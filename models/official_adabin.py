@@ -36,7 +36,7 @@ import numpy as np
 import tensorflow as tf
 
 from larq_adaptive.layers import AdaBinConv2D, Maxout
-from larq_adaptive.models import common
+from larq_adaptive.models import weights as keras_weights
 
 __all__ = ["assign_state_dict", "load_weights", "read_state_dict", "read_torch_checkpoint"]
 
@@ -313,7 +313,7 @@ def load_weights(model, weights):
     if isinstance(weights, (str, os.PathLike)):
         suffix = os.path.splitext(os.fspath(weights))[1].lower()
         if suffix in KERAS_SUFFIXES:
-            return common.load_weights(model, weights)
+            return keras_weights.load_weights(model, weights)
         if suffix == ".npz" or suffix in TORCH_SUFFIXES:
             if not os.path.isfile(weights):
                 raise ValueError(f"weights file {os.fspath(weights)!r} does not exist")

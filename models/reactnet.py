@@ -35,19 +35,20 @@ References:
 
 import tensorflow as tf
 
-from larq_adaptive.models import common
 from larq_adaptive.models.blocks import (
     bireal_block,
-    cifar_resnet20,
+    cifar_resnet,
     conv_bn,
     finish,
-    get_method,
+    image_input,
     pooled_head,
-    register_with_float_twin,
     residual_unit,
     stages,
     stem,
+    torch_max_pool,
 )
+from larq_adaptive.models.methods import get_method
+from larq_adaptive.models.registry import register_with_float_twin
 
 __all__ = ["reactnet_a", "reactnet_resnet18", "reactnet_resnet20"]
 
@@ -55,6 +56,7 @@ __all__ = ["reactnet_a", "reactnet_resnet18", "reactnet_resnet20"]
 CIFAR = dict(input_shape=(32, 32, 3), num_classes=10, recipe="reactnet_cifar",
              float_recipe="dwr_cifar")
 IMAGENET = dict(input_shape=(224, 224, 3), num_classes=1000, float_recipe="dwr_imagenet")
+REACTNET = dict(family="reactnet", method="reactnet")
 RESNET18_RECIPE = "reactnet_resnet18_two_step"  # [RA] resnet/run.sh
 REACTNET_A_RECIPE = "reactnet_two_step"  # [RA] mobilenet/run.sh
 
@@ -69,7 +71,7 @@ REACTNET_A_CHANNELS = (32, 64, 128, 128, 256, 256, 512, 512, 512, 512, 512, 512,
 def resnet20_network(*, name, method, input_shape, input_tensor, weights, include_top,
                      num_classes):
     """ResNet-20 (3 x 3 blocks, 16/32/64) of two-residual ReActNet blocks, no ``alg2``."""
-    return cifar_resnet20(
+    return cifar_resnet(
         name=name, method=method, widths=(16, 32, 64), blocks=(3, 3, 3), align=None,
         input_shape=input_shape, input_tensor=input_tensor, weights=weights,
         include_top=include_top, num_classes=num_classes,
@@ -80,12 +82,12 @@ def resnet18_network(*, name, method, input_shape, input_tensor, weights, includ
                      num_classes, blocks=(4, 4, 4, 4)):
     """Bi-Real-based ResNet-18: FP stem conv 7x7/2 -> BN -> MaxPool 3x3/2 (no activation);
     one-conv blocks 64/128/256/512 x ``blocks``; head GAP -> Dense (no BN)."""
-    inputs = common.image_input(input_shape, input_tensor, IMAGENET["input_shape"])
+    inputs = image_input(input_shape, input_tensor, IMAGENET["input_shape"])
     x = stem(inputs, 64, 7, 2, method, activation=False)
-    x = common.torch_max_pool(x, 3, 2, 1, name="stem_pool")
+    x = torch_max_pool(x, 3, 2, 1, name="stem_pool")
     x = stages(x, (64, 128, 256, 512), blocks, (1, 2, 2, 2), bireal_block, method)
     if include_top:
-        x = pooled_head(x, num_classes, method, batch_norm=False)
+        x = pooled_head(x, num_classes, method, batch_norm_features=False)
     return finish(inputs, x, input_tensor, name, method, weights)
 
 
@@ -122,13 +124,13 @@ def reactnet_a_network(*, name, method, input_shape, input_tensor, weights, incl
     """ReActNet-A: FP stem conv 3x3/2 3->32 -> BN (no activation), 13 blocks named
     ``block1``..``block13`` (stride 2 where the width changes, except 32 -> 64), head
     GAP -> Dense (no BN)."""
-    inputs = common.image_input(input_shape, input_tensor, IMAGENET["input_shape"])
+    inputs = image_input(input_shape, input_tensor, IMAGENET["input_shape"])
     x = stem(inputs, REACTNET_A_CHANNELS[0], 3, 2, method, activation=False)
     for i, (cin, cout) in enumerate(zip(REACTNET_A_CHANNELS, REACTNET_A_CHANNELS[1:]), start=1):
         strides = 2 if cout != cin and cout != 64 else 1
         x = reactnet_a_block(x, cout, strides, f"block{i}", method)
     if include_top:
-        x = pooled_head(x, num_classes, method, batch_norm=False)
+        x = pooled_head(x, num_classes, method, batch_norm_features=False)
     return finish(inputs, x, input_tensor, name, method, weights)
 
 
@@ -136,7 +138,7 @@ def reactnet_a_network(*, name, method, input_shape, input_tensor, weights, incl
 # Registered builders.
 
 
-@register_with_float_twin("reactnet_resnet20", family="reactnet", **CIFAR)
+@register_with_float_twin("reactnet_resnet20", **REACTNET, **CIFAR)
 def reactnet_resnet20(
     *, input_shape=None, input_tensor=None, weights=None, include_top=True, num_classes=10,
     method="reactnet", binary_weights=True,
@@ -157,7 +159,7 @@ def reactnet_resnet20(
 
 
 @register_with_float_twin(
-    "reactnet_resnet18", family="reactnet", recipe=RESNET18_RECIPE, **IMAGENET
+    "reactnet_resnet18", recipe=RESNET18_RECIPE, **REACTNET, **IMAGENET
 )
 def reactnet_resnet18(
     *, input_shape=None, input_tensor=None, weights=None, include_top=True, num_classes=1000,
@@ -179,7 +181,7 @@ def reactnet_resnet18(
 
 
 @register_with_float_twin(
-    "reactnet_a", family="reactnet", recipe=REACTNET_A_RECIPE, **IMAGENET
+    "reactnet_a", recipe=REACTNET_A_RECIPE, **REACTNET, **IMAGENET
 )
 def reactnet_a(
     *, input_shape=None, input_tensor=None, weights=None, include_top=True, num_classes=1000,

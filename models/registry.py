@@ -1,49 +1,73 @@
-"""Model registry: ``available_models()``, ``get_model(name, **kwargs)``, ``preprocess_input``."""
+"""The model registry: ``available_models()``, ``get_model(name, **kwargs)``, ``model_entry``,
+and ``preprocess_input(images, name)``.
+
+Words, one meaning each: a model's **family** is the paper its architecture comes from
+(``"adabin"``, ``"reactnet"``, ``"dybnn"``, ``"dwr"``); its **method** is how its convolutions
+binarize (a row of :mod:`larq_adaptive.models.methods`, ``"float"`` for the real-valued twins);
+its **recipe** is the default training recipe (:mod:`larq_adaptive.training.recipes`); its
+**preprocessing** names the input normalisation (:mod:`larq_adaptive.preprocessing`).
+"""
 
 import dataclasses
 import functools
 
-import numpy as np
-import tensorflow as tf
+from larq_adaptive.preprocessing import normalize
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+__all__ = [
+    "ModelEntry",
+    "available_models",
+    "get_model",
+    "model_entry",
+    "preprocess_input",
+    "register_model",
+    "register_with_float_twin",
+]
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelEntry:
+    """What the registry knows of a model, as data."""
+
     name: str
     builder: object
     input_shape: tuple  # native input size (H, W, C)
     num_classes: int
-    family: str  # "adabin" | "reactnet" | "dybnn" | "dwr" | "float"
-    recipe: str  # default train.py recipe name
-    normalization: str = "imagenet"  # x/255 then ImageNet mean/std, as every official recipe
+    family: str  # paper of the architecture: "adabin" | "reactnet" | "dybnn" | "dwr"
+    method: str  # default binarization method of the builder, "float" for the twins
+    recipe: str  # default train.py recipe
+    preprocessing: str = "imagenet"  # x/255 then ImageNet mean/std, as every official recipe
+    float_twin: bool = False  # the method="float" twin of a binary model
+
+    @property
+    def binary(self):
+        return self.method != "float"
 
 
 _MODELS = {}
 
 
-def register_model(name, *, input_shape, num_classes, family, recipe, normalization="imagenet"):
+def register_model(name, *, input_shape, num_classes, family, method, recipe,
+                   preprocessing="imagenet", float_twin=False):
     """Decorator registering a keyword-only builder under ``name``."""
 
     def decorator(builder):
         if name in _MODELS:
             raise ValueError(f"model {name!r} is registered twice")
         _MODELS[name] = ModelEntry(
-            name, builder, tuple(input_shape), num_classes, family, recipe, normalization
+            name, builder, tuple(input_shape), num_classes, family, method, recipe,
+            preprocessing, float_twin,
         )
         return builder
 
     return decorator
 
 
-def register_with_float_twin(name, *, family, recipe, float_recipe=None, **entry):
+def register_with_float_twin(name, *, method, recipe, float_recipe=None, **entry):
     """Register ``builder`` as ``name`` and its ``method="float"`` twin as ``float_<name>``
-    (registry family ``"float"``; recipe ``float_recipe``, default ``recipe``)."""
+    (same family; recipe ``float_recipe``, default ``recipe``)."""
 
     def decorator(builder):
-        register_model(name, family=family, recipe=recipe, **entry)(builder)
+        register_model(name, method=method, recipe=recipe, **entry)(builder)
 
         @functools.wraps(builder)
         def float_builder(**kwargs):
@@ -54,9 +78,8 @@ def register_with_float_twin(name, *, family, recipe, float_recipe=None, **entry
         float_builder.__name__ = f"float_{builder.__name__}"
         float_builder.__qualname__ = float_builder.__name__
         float_builder.__doc__ = f"Real-valued twin of :func:`{builder.__name__}` (``method='float'``)."
-        register_model(f"float_{name}", family="float", recipe=float_recipe or recipe, **entry)(
-            float_builder
-        )
+        register_model(f"float_{name}", method="float", recipe=float_recipe or recipe,
+                       float_twin=True, **entry)(float_builder)
         return builder
 
     return decorator
@@ -83,14 +106,6 @@ def get_model(name, **kwargs):
 
 
 def preprocess_input(images, model_name):
-    """uint8 or float NHWC images in 0-255 -> the float32 input ``model_name`` expects.
-
-    Every official recipe here scales to [0, 1] and normalises with the ImageNet mean/std
-    (also on CIFAR; spec pitfall 13). Works on numpy arrays and tensors.
-    """
-    entry = model_entry(model_name)
-    if entry.normalization != "imagenet":
-        raise ValueError(f"unknown normalization {entry.normalization!r}")
-    x = tf.cast(images, tf.float32) / 255.0
-    x = (x - tf.constant(IMAGENET_MEAN)) / tf.constant(IMAGENET_STD)
-    return x.numpy() if isinstance(images, np.ndarray) else x
+    """uint8 or float NHWC images in 0-255 -> the float32 input ``model_name`` expects
+    (its registered preprocessing). Works on numpy arrays and tensors."""
+    return normalize(images, model_entry(model_name).preprocessing)

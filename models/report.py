@@ -1,20 +1,20 @@
 """The memory and cost table of every registered model (docs/models.md).
 
-    python -m larq_adaptive.models.report > docs/models.md
+    larq-adaptive-report > docs/models.md      (= python -m larq_adaptive.models.report)
 
 For each model at its native input size: parameters (total, 1-bit, 32-bit), 1-bit and 32-bit
 MACs (exact, as :func:`larq_adaptive.summary` counts them, and larq's own 32-bit figure), model
 size and float-32 equivalent, as ``larq.models.summary`` computes them.
 """
 
-import argparse
 import sys
 
 import larq as lq
 import tensorflow as tf
 
+from larq_adaptive.command_line import Parser
 from larq_adaptive.models.registry import available_models, get_model, model_entry
-from larq_adaptive.summary import ExactModelProfile
+from larq_adaptive.profiling import ExactModelProfile
 
 COLUMNS = (
     "model", "input", "params", "1-bit params", "32-bit params", "1-bit MACs", "32-bit MACs",
@@ -73,7 +73,8 @@ def markdown(names):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    """``larq-adaptive-report``: the markdown table on stdout; 2 on unknown names."""
+    parser = Parser(prog="larq-adaptive-report", description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="*", help="registered names (default: all)")
     args = parser.parse_args(argv)
     names = args.models or available_models()
@@ -81,7 +82,8 @@ def main(argv=None):
     if unknown:
         parser.error(f"unknown model(s): {', '.join(unknown)}")
     sys.stdout.write(markdown(names))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -216,7 +216,7 @@ CI_IMAGENET_MODEL = "reactnet_resnet18"
 def _binary_models():
     from larq_adaptive.models import available_models, model_entry
 
-    names = [name for name in available_models() if model_entry(name).family != "float"
+    names = [name for name in available_models() if model_entry(name).binary
              and model_entry(name).builder.__module__.startswith("larq_adaptive.models")]
     return [
         name if model_entry(name).input_shape[:2] == (32, 32) or name == CI_IMAGENET_MODEL

@@ -5,7 +5,8 @@ import pytest
 import tensorflow as tf
 
 import larq_adaptive as lqa
-from larq_adaptive.padding import TorchPadding2D, torch_pads
+from larq_adaptive.layers import TorchPadding2D
+from larq_adaptive.padding import torch_pads
 
 
 @pytest.fixture

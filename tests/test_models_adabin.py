@@ -17,13 +17,6 @@ IMAGENET_NAMES = ["adabin_resnet18", "adabin_resnet34"]
 ALL_NAMES = CIFAR_NAMES + IMAGENET_NAMES
 
 
-@pytest.fixture(autouse=True)
-def _clear_session():
-    tf.keras.backend.clear_session()
-    yield
-    tf.keras.backend.clear_session()
-
-
 @pytest.fixture(scope="module")
 def resnet20():
     """One adabin_resnet20 shared by the read-only tests (builds cost seconds)."""
@@ -57,7 +50,8 @@ def test_registry_entries():
         for registered in (name, f"float_{name}"):
             assert registered in available_models()
             entry = model_entry(registered)
-            assert entry.family == ("adabin" if registered == name else "float")
+            assert entry.family == "adabin"
+            assert entry.method == ("adabin" if registered == name else "float")
     assert model_entry("adabin_resnet20").recipe == "adabin_cifar"
     assert model_entry("adabin_resnet34").recipe == "adabin_imagenet"
     assert model_entry("adabin_resnet18").input_shape == (224, 224, 3)
@@ -136,7 +130,7 @@ def test_adabin_vgg_small_layout():
     assert counts.op_count("mac", 32) == 32 * 32 * 27 * 128 + 8192 * 10
     assert len(layers_of(model, AdaBinConv2D)) == 5
     assert model.get_layer("logits").kernel.shape == (8192, 10)
-    assert model.get_layer("block1_pool").output_shape == (None, 16, 16, 128)
+    assert model.get_layer("stage1_block1_pool").output_shape == (None, 16, 16, 128)
     features = get_model("adabin_vgg_small", include_top=False)
     assert features.output_shape == (None, 4, 4, 512)
 

@@ -16,7 +16,7 @@ import tensorflow as tf
 
 import larq_adaptive as lqa
 from larq_adaptive.quantizers import ReActNetWeightQuantizer, RSign, SwitchableQuantizer
-from _zoo_helpers import binary_convs, build, check_registered_with_float_twin
+from larq_adaptive.introspect import binary_conv_layers as binary_convs
 
 # spec 4.4: params, bin MACs, FP MACs, #bin conv, bin-conv input acts
 SPEC_4_4 = {
@@ -62,21 +62,16 @@ def check_spec_row(model, name):
     return c
 
 
-@pytest.mark.parametrize("name", CIFAR_NAMES + ["dwr_reactnet_resnet18"])
-def test_registered_with_float_twin(name):
-    check_registered_with_float_twin(name, "dwr", imagenet=name.endswith("resnet18"))
-
-
 @pytest.mark.parametrize("name", CIFAR_NAMES)
-def test_cifar_spec_4_4_and_forward(name):
-    model = build(name)
+def test_cifar_spec_4_4_and_forward(name, build_model):
+    model = build_model(name)
     check_spec_row(model, name)
     y = forward(model)
     assert y.shape == (2, 10) and np.all(np.isfinite(y))
 
 
-def test_dwr_resnet20_exact_sizes_and_layout():
-    model = build("dwr_resnet20")
+def test_dwr_resnet20_exact_sizes_and_layout(build_model):
+    model = build_model("dwr_resnet20")
     # By hand: stem 3->16; stage1 16->16 x2 @32x32; stage2 16->78, 78->78 @16x16;
     # stage3 78->134, 134->134 @8x8; alg2 134->64 @8x8; head BN(64) + Dense(64->10).
     convs = [(16, 16, 1024), (16, 16, 1024), (16, 78, 256), (78, 78, 256), (78, 134, 64),
@@ -104,8 +99,8 @@ def test_dwr_resnet20_exact_sizes_and_layout():
 
 
 @pytest.mark.parametrize("name", CIFAR_NAMES)
-def test_float_twin(name):
-    twin = build(f"float_{name}")
+def test_float_twin(name, build_model):
+    twin = build_model(f"float_{name}")
     assert twin.name == f"float_{name}"
     assert not binary_convs(twin)
     c = costs(twin)
@@ -117,9 +112,9 @@ def test_float_twin(name):
     assert y.shape == (2, 10) and np.all(np.isfinite(y))
 
 
-def test_reshaped_variant_via_widths_and_blocks():
+def test_reshaped_variant_via_widths_and_blocks(build_model):
     # Odd channel differences (16 -> 25 -> 91) exercise the generalised option A.
-    model = build("dwr_resnet20", widths=[25, 91, 150], blocks=[2, 1, 1])
+    model = build_model("dwr_resnet20", widths=[25, 91, 150], blocks=[2, 1, 1])
     convs = [  # (C_in, C_out, input size, stride), by hand
         (16, 25, 32, 1), (25, 25, 32, 1), (25, 25, 32, 1), (25, 25, 32, 1),  # stage 1
         (25, 91, 32, 2), (91, 91, 16, 1), (91, 150, 16, 2), (150, 150, 8, 1),  # stages 2-3
@@ -140,14 +135,14 @@ def test_reshaped_variant_via_widths_and_blocks():
     ("dwr_vgg_small", dict(widths=[1, 2, 3, 4])),
     ("dwr_reactnet_resnet18", dict(widths=[200, 188, 408, 910])),  # Convalg: <= 2 x 64
 ])
-def test_bad_widths_or_blocks_raise(name, kwargs):
+def test_bad_widths_or_blocks_raise(name, kwargs, build_model):
     with pytest.raises(ValueError):
-        build(name, **kwargs)
+        build_model(name, **kwargs)
 
 
 @pytest.mark.parametrize("name", ["dwr_reactnet_resnet20", "dwr_resnet20"])
-def test_binary_weights_false(name):
-    model = build(name, binary_weights=False)
+def test_binary_weights_false(name, build_model):
+    model = build_model(name, binary_weights=False)
     convs = binary_convs(model)
     assert len(convs) == 7
     inner = ReActNetWeightQuantizer if "reactnet" in name else lq.quantizers.SteSign
@@ -160,8 +155,8 @@ def test_binary_weights_false(name):
         assert isinstance(model.get_layer("alg2_act"), lqa.layers.RPReLU)
 
 
-def test_vgg_small_layout():
-    model = build("dwr_vgg_small")
+def test_vgg_small_layout(build_model):
+    model = build_model("dwr_vgg_small")
     pools = [layer.name for layer in model.layers if isinstance(layer, tf.keras.layers.MaxPool2D)]
     assert pools == ["stage1_block1_pool", "stage3_block1_pool", "stage5_block1_pool"]
     assert model.get_layer("alg2_conv").output_shape == (None, 4, 4, 512)
@@ -173,12 +168,11 @@ def test_dwr_search_is_re_exported():
 
     assert dwr.reshape is dwr_search.reshape
     assert dwr.search_widths is dwr_search.search_widths
-    assert dwr.main is dwr_search.main
 
 
 @pytest.mark.slow
-def test_dwr_reactnet_resnet18_imagenet():
-    model = build("dwr_reactnet_resnet18")
+def test_dwr_reactnet_resnet18_imagenet(build_model):
+    model = build_model("dwr_reactnet_resnet18")
     check_spec_row(model, "dwr_reactnet_resnet18")
     y = forward(model, batch=1)
     assert y.shape == (1, 1000) and np.all(np.isfinite(y))
@@ -186,8 +180,8 @@ def test_dwr_reactnet_resnet18_imagenet():
     assert isinstance(model.get_layer("stage2_block1_conv").input_quantizer, RSign)
 
 
-def test_keras_round_trip(tmp_path):
-    model = build("dwr_resnet20")
+def test_keras_round_trip(tmp_path, build_model):
+    model = build_model("dwr_resnet20")
     path = tmp_path / "dwr_resnet20.keras"
     model.save(path)
     loaded = lqa.load_model(path)  # safe_mode=True: no Lambda layers anywhere
@@ -195,7 +189,7 @@ def test_keras_round_trip(tmp_path):
 
 
 def test_hardtanh_and_channel_slice():
-    from larq_adaptive.models.blocks import ChannelSlice, HardTanh
+    from larq_adaptive.layers import ChannelSlice, HardTanh
 
     x = np.array([[-2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 3.0]], np.float32)
     np.testing.assert_array_equal(HardTanh()(x).numpy(), [[-1, -1, -0.5, 0, 0.5, 1, 1]])
@@ -239,5 +233,5 @@ def _export_check(model, expected_bconvs):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", CIFAR_NAMES)
-def test_cifar_exports_binary_convs(name):
-    _export_check(build(name), SPEC_4_4[name][3])
+def test_cifar_exports_binary_convs(name, build_model):
+    _export_check(build_model(name), SPEC_4_4[name][3])

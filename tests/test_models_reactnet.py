@@ -18,14 +18,14 @@ import tensorflow as tf
 
 import larq_adaptive as lqa
 from larq_adaptive.models import get_model
-from larq_adaptive.models.blocks import HardTanh
+from larq_adaptive.layers import HardTanh
 from larq_adaptive.quantizers import (
     DySign,
     ReActNetWeightQuantizer,
     RSign,
     SwitchableQuantizer,
 )
-from _zoo_helpers import binary_convs, build, check_registered_with_float_twin
+from larq_adaptive.introspect import binary_conv_layers as binary_convs
 
 CIFAR_NAMES = ["reactnet_resnet20", "dybnn_resnet20"]
 IMAGENET_NAMES = ["reactnet_resnet18", "reactnet_a", "dybnn_resnet18", "dybnn_reactnet_a"]
@@ -54,14 +54,14 @@ def forward(model, batch=2, seed=0):
 # Registry contract
 
 
-@pytest.mark.parametrize("name", CIFAR_NAMES + IMAGENET_NAMES)
-def test_registered_with_float_twin(name):
-    check_registered_with_float_twin(name, name.split("_")[0], imagenet=name in IMAGENET_NAMES)
-
-
-def test_unknown_method_is_rejected():
-    with pytest.raises(ValueError, match="method"):
-        get_model("reactnet_resnet20", method="adabin")
+def test_unknown_method_is_rejected_and_every_table_row_builds():
+    with pytest.raises(ValueError, match="method must be one of"):
+        get_model("reactnet_resnet20", method="xnor")
+    # One vocabulary: any row of the method table binarizes any architecture.
+    model = get_model("reactnet_resnet20", method="adabin")
+    convs = binary_convs(model)
+    assert len(convs) == 18 and all(isinstance(c, lqa.layers.AdaBinConv2D) for c in convs)
+    assert isinstance(model.get_layer("stage1_block1_act1"), lqa.layers.Maxout)
 
 
 # -------------------------------------------------------------------------------------------
@@ -96,13 +96,13 @@ def _hyper_macs(channels, units):
 
 
 @pytest.fixture(scope="module")
-def reactnet20():
-    return build("reactnet_resnet20")
+def reactnet20(build_model):
+    return build_model("reactnet_resnet20")
 
 
 @pytest.fixture(scope="module")
-def dybnn20():
-    return build("dybnn_resnet20")
+def dybnn20(build_model):
+    return build_model("dybnn_resnet20")
 
 
 def test_reactnet_resnet20_sizes(reactnet20):
@@ -135,11 +135,11 @@ def test_dybnn_resnet20_sizes(dybnn20):
 
 
 @pytest.mark.parametrize("name", CIFAR_NAMES)
-def test_cifar_forward_and_float_twin(name, reactnet20, dybnn20):
+def test_cifar_forward_and_float_twin(name, reactnet20, dybnn20, build_model):
     model = {"reactnet_resnet20": reactnet20, "dybnn_resnet20": dybnn20}[name]
     y = forward(model)
     assert y.shape == (2, 10) and np.all(np.isfinite(y))
-    twin = build(f"float_{name}")
+    twin = build_model(f"float_{name}")
     assert twin.name == f"float_{name}"
     y = forward(twin)
     assert y.shape == (2, 10) and np.all(np.isfinite(y))
@@ -172,11 +172,11 @@ def test_stable_layer_names(reactnet20):
     assert isinstance(reactnet20.get_layer("stage2_block1_act1"), lqa.layers.RPReLU)
 
 
-def test_plain_ste_sign_baseline_is_the_same_resnet20(reactnet20):
+def test_plain_ste_sign_baseline_is_the_same_resnet20(reactnet20, build_model):
     """method="ste_sign" (the fixed-budget baseline): same layer names and shapes, larq's
     SteSign on inputs and kernels, HardTanh activations; forward sign(x) (sign(0) = +1) and
     backward 1{|x| <= 1}, derived by hand."""
-    plain = build("reactnet_resnet20", method="ste_sign")
+    plain = build_model("reactnet_resnet20", method="ste_sign")
     assert [layer.name for layer in plain.layers] == [layer.name for layer in reactnet20.layers]
     assert plain.output_shape == reactnet20.output_shape
     convs = binary_convs(plain)
@@ -193,8 +193,8 @@ def test_plain_ste_sign_baseline_is_the_same_resnet20(reactnet20):
     np.testing.assert_array_equal(tape.gradient(y, x).numpy(), [0, 1, 1, 1, 1, 1, 0])
 
 
-def test_include_top_false_returns_feature_map():
-    model = build("reactnet_resnet20", include_top=False, input_shape=(16, 16, 3))
+def test_include_top_false_returns_feature_map(build_model):
+    model = build_model("reactnet_resnet20", include_top=False, input_shape=(16, 16, 3))
     assert model.output_shape == (None, 4, 4, 64)
 
 
@@ -239,8 +239,8 @@ def randomize(model, seed=1):
             weight.assign(rng.normal(0.0, 0.3, shape))
 
 
-def test_binary_weights_false_is_stage_one_and_switches_to_stage_two(reactnet20):
-    stage1 = build("reactnet_resnet20", binary_weights=False)
+def test_binary_weights_false_is_stage_one_and_switches_to_stage_two(reactnet20, build_model):
+    stage1 = build_model("reactnet_resnet20", binary_weights=False)
     convs = binary_convs(stage1)
     assert len(convs) == 18
     for layer in convs:
@@ -297,8 +297,8 @@ def test_every_trainable_variable_gets_a_gradient(dybnn20):
     assert np.any(grads[index].numpy() != 0)
 
 
-def test_dybnn_knobs_pass_through():
-    model = build("dybnn_resnet20", reduction=8, hidden_activation=None)
+def test_dybnn_knobs_pass_through(build_model):
+    model = build_model("dybnn_resnet20", reduction=8, hidden_activation=None)
     sign = model.get_layer("stage3_block3_conv2").input_quantizer
     act = model.get_layer("stage3_block3_act2")
     assert (sign.reduction, sign.hidden_activation) == (8, None)
@@ -323,8 +323,8 @@ def test_dybnn_keras_round_trip(dybnn20, tmp_path):
 # ImageNet (spec 2.2 / 2.3)
 
 
-def test_reactnet_resnet18_imagenet():
-    model = build("reactnet_resnet18")
+def test_reactnet_resnet18_imagenet(build_model):
+    model = build_model("reactnet_resnet18")
     y = forward(model, batch=1)
     assert y.shape == (1, 1000) and np.all(np.isfinite(y))
     c = costs(model)
@@ -338,8 +338,8 @@ def test_reactnet_resnet18_imagenet():
 
 
 @pytest.mark.slow
-def test_reactnet_a_imagenet():
-    model = build("reactnet_a")
+def test_reactnet_a_imagenet(build_model):
+    model = build_model("reactnet_a")
     y = forward(model, batch=1)
     assert y.shape == (1, 1000) and np.all(np.isfinite(y))
     c = costs(model)
@@ -354,8 +354,8 @@ def test_reactnet_a_imagenet():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["dybnn_resnet18", "dybnn_reactnet_a"])
-def test_dybnn_imagenet(name):
-    model = build(name)
+def test_dybnn_imagenet(name, build_model):
+    model = build_model(name)
     y = forward(model, batch=1)
     assert y.shape == (1, 1000) and np.all(np.isfinite(y))
     c = costs(model)
@@ -368,12 +368,12 @@ def test_dybnn_imagenet(name):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", CIFAR_NAMES)
-def test_cifar_exports_binary_convs(name):
+def test_cifar_exports_binary_convs(name, build_model):
     """Every binary conv (RSign/DySign inside) becomes an LceBconv2d; outputs agree."""
     pytest.importorskip("larq_compute_engine")
     from larq_adaptive import export
 
-    model = build(name)
+    model = build_model(name)
     randomize(model, seed=7)
     report = export.to_tflite(model)
     assert report.ok and report.histogram["LceBconv2d"] == 18

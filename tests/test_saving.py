@@ -5,11 +5,10 @@ import pytest
 import tensorflow as tf
 
 import larq_adaptive as lqa
-from _tiny_models import every_method_model
 
 
 @pytest.fixture(scope="module")
-def trained():
+def trained(every_method_model):
     tf.keras.backend.clear_session()
     model = every_method_model()
     rng = np.random.default_rng(3)
@@ -57,5 +56,17 @@ def test_custom_objects_lists_every_public_class():
     for name in ["AdaBinWeightQuantizer", "AdaBinActivationQuantizer", "RSign", "DySign",
                  "ReActNetWeightQuantizer", "SwitchableQuantizer", "Maxout", "RPReLU", "DyPReLU",
                  "AdaBinConv2D", "PaddedQuantConv2D", "OptionAShortcut", "TorchPadding2D", "HyperFunction",
+                 "HardTanh", "ChannelSlice", "BorderCorrectedQuantConv2D", "EDESchedule",
                  "SteSign", "QuantConv2D"]:
         assert name in objects, name
+
+
+def test_every_callback_config_round_trips():
+    for callback in [lqa.callbacks.EDESchedule(10, t_min=1e-2),
+                     lqa.callbacks.BinaryWeightsSwitch(at_epoch=3),
+                     lqa.callbacks.FiniteCheckpoint("ckpt/epoch_{epoch}.weights.h5"),
+                     lqa.callbacks.FiniteBackupAndRestore("backup")]:
+        serialized = tf.keras.saving.serialize_keras_object(callback)
+        assert serialized["registered_name"] == f"larq_adaptive>{type(callback).__name__}"
+        clone = tf.keras.saving.deserialize_keras_object(serialized)
+        assert type(clone) is type(callback) and clone.get_config() == callback.get_config()

@@ -1,16 +1,13 @@
 """model.fit trains every quantizer/layer variable, also under MirroredStrategy and mixed_float16."""
 
-import os
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
 import larq_adaptive as lqa
-from _tiny_models import every_method_model
 
 
 def fit_and_check(model, steps=6):
@@ -27,7 +24,7 @@ def fit_and_check(model, steps=6):
     return before
 
 
-def test_fit_changes_every_trainable_variable():
+def test_fit_changes_every_trainable_variable(every_method_model):
     model = every_method_model()
     before = fit_and_check(model)
     names = " ".join(before)
@@ -36,7 +33,7 @@ def test_fit_changes_every_trainable_variable():
         assert expected in names, expected
 
 
-def test_mixed_float16_trains():
+def test_mixed_float16_trains(every_method_model):
     tf.keras.mixed_precision.set_global_policy("mixed_float16")
     model = every_method_model()
     assert model.get_layer("adabin_conv").compute_dtype == "float16"
@@ -44,16 +41,16 @@ def test_mixed_float16_trains():
     fit_and_check(model)
 
 
-def test_mirrored_strategy_on_two_logical_cpus():
+def test_mirrored_strategy_on_two_logical_cpus(subprocess_env):
     script = textwrap.dedent(
         """
         import sys
+        import larq_adaptive
         import tensorflow as tf
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(
             cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-        sys.path.insert(0, sys.argv[1])
-        from _tiny_models import every_method_model
+        from conftest import every_method_model
         from test_training_core import fit_and_check
         strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
         assert strategy.num_replicas_in_sync == 2
@@ -63,10 +60,8 @@ def test_mirrored_strategy_on_two_logical_cpus():
         print("MIRRORED_OK")
         """
     )
-    here = str(Path(__file__).parent)
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": here}
-    result = subprocess.run([sys.executable, "-c", script, here], capture_output=True, text=True,
-                            env=env, timeout=600)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            env=subprocess_env, timeout=600)
     assert "MIRRORED_OK" in result.stdout, result.stderr[-3000:]
 
 

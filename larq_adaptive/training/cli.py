@@ -16,6 +16,7 @@ import tensorflow as tf
 
 import larq_adaptive as lqa
 from larq_adaptive import export
+from larq_adaptive.command_line import Parser
 from larq_adaptive.models import available_models, get_model, model_entry
 from larq_adaptive.quantizers import SwitchableQuantizer
 from larq_adaptive.introspect import iter_quantizers
@@ -42,15 +43,15 @@ class UsageError(Exception):
 
 def _listing():
     models = "\n".join(
-        f"  {name:<28} family={model_entry(name).family}, recipe={model_entry(name).recipe}"
-        for name in available_models()
+        f"  {entry.name:<28} family={entry.family}, method={entry.method}, recipe={entry.recipe}"
+        for entry in map(model_entry, available_models())
     )
     recipes = "\n".join(f"  {name:<28} {RECIPES[name].description}" for name in available_recipes())
     return f"models:\n{models or '  (none registered)'}\n\nrecipes:\n{recipes}"
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog=PROG,
         description="Train a larq-adaptive model with its paper's recipe. Without arguments: "
         f"{DEFAULT_MODEL} on scikit-learn's digits (offline, a few minutes on a CPU).",
@@ -60,12 +61,7 @@ def build_parser():
     add = parser.add_argument
     add("--model", default=DEFAULT_MODEL, choices=available_models(), metavar="NAME",
         help="registered model (listed below)")
-    add("--dataset", default="digits", choices=pipeline.DATASETS,
-        help="digits (embedded, no download) or a tfds name")
-    add("--data-dir", help="folder of .npz shards (images/labels), of <class>/<image> folders, "
-        "or with train/ and test/ class folders")
-    add("--val-data-dir", help="validation/test data, same formats as --data-dir")
-    add("--tfds-data-dir", help="tfds data_dir (prepared datasets)")
+    pipeline.add_data_flags(parser)
     add("--recipe", choices=available_recipes(), metavar="RECIPE",
         help="training recipe (default: the model's own, listed below)")
     add("--method", help="builder's method knob for reactnet/dybnn/dwr models, e.g. ste_sign "
@@ -97,12 +93,13 @@ def build_parser():
 def resolve(args):
     """Fill recipe-dependent defaults; UsageError if the combination cannot work."""
     entry = model_entry(args.model)
-    args.recipe = args.recipe or ("adabin_cifar" if entry.family == "float" else entry.recipe)
+    args.recipe = args.recipe or entry.recipe
     recipe = get_recipe(args.recipe)
-    if not recipe.fits(entry.family):
+    method = args.method or entry.method
+    if not recipe.fits(method):
         raise UsageError(
-            f"recipe {recipe.name!r} is for {'/'.join(recipe.families)} models, not "
-            f"{args.model!r} (family {entry.family}); its own recipe is {entry.recipe!r}"
+            f"recipe {recipe.name!r} is for {'/'.join(recipe.methods)} networks, not "
+            f"{args.model!r} with method {method}; its own recipe is {entry.recipe!r}"
         )
     defaults = DIGITS_DEFAULTS if args.dataset == "digits" and not args.data_dir else {}
     args.epochs = args.epochs or defaults.get("epochs")
@@ -254,7 +251,7 @@ def _run(args, recipe, stages, out, log, extra_callbacks):
     if len(train_source) < args.batch_size and not args.steps_per_epoch:
         raise UsageError(f"only {len(train_source)} training images for batch size "
                          f"{args.batch_size}")
-    common = dict(model_name=args.model, image_size=image_size,
+    common = dict(preprocessing=entry.preprocessing, image_size=image_size,
                   augmentation=recipe.augmentation, flip=args.dataset != "digits" or
                   bool(args.data_dir), seed=args.seed)
     train_data = pipeline.make_dataset(train_source, batch_size=args.batch_size, training=True,

@@ -1,4 +1,4 @@
-"""Knowledge distillation as ReActNet does it (spec algorithms.md 2.4).
+"""Knowledge distillation as ReActNet does it (``KD_loss.DistributionLoss`` of the official code).
 
     L = mean_n ( - sum_c softmax(z_T)_{n,c} log softmax(z_S)_{n,c} )
 

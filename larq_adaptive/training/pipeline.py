@@ -2,9 +2,11 @@
 pipelines (AUTOTUNE, keras-cv augmentation, each recipe's normalisation).
 
 CIFAR-style augmentation pads the uint8 image with 4 black pixels, takes a random 32x32
-crop and flips horizontally, *before* normalising (spec pitfall 13). ImageNet-style: random
+crop and flips horizontally, *before* normalising (as the official loaders: the padded border
+is black, not the mean). ImageNet-style: random
 resized crop (scale 0.08-1, ratio 3/4-4/3) + flip for training; resize to 256/224 of the
-input size and a centre crop at test. Normalisation: ``preprocess_input`` of the model.
+input size and a centre crop at test. Normalisation: the model's registered preprocessing
+(:func:`larq_adaptive.preprocessing.normalize`).
 """
 
 import dataclasses
@@ -16,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from larq_adaptive import data as lqa_data
-from larq_adaptive.models import preprocess_input
+from larq_adaptive.preprocessing import normalize
 
 AUTOTUNE = tf.data.AUTOTUNE
 TFDS_DATASETS = ("cifar10", "cifar100", "imagenet2012")
@@ -140,6 +142,17 @@ def tfds_sources(name, data_dir=None):
     return source("train"), source(val_split)
 
 
+def add_data_flags(parser, val_help="validation/test data, same formats as --data-dir"):
+    """The data flags every command shares (``train.py``, ``larq-adaptive-dwr-search``); their
+    values go to :func:`load_sources`."""
+    parser.add_argument("--dataset", default="digits", choices=DATASETS,
+                        help="digits (embedded, no download) or a tfds name")
+    parser.add_argument("--data-dir", help="folder of .npz shards (images/labels), of "
+                        "<class>/<image> folders, or with train/ and test/ class folders")
+    parser.add_argument("--val-data-dir", help=val_help)
+    parser.add_argument("--tfds-data-dir", help="tfds data_dir (prepared datasets)")
+
+
 def load_sources(dataset, data_dir=None, val_data_dir=None, tfds_data_dir=None,
                  image_size=(32, 32), seed=0):
     """(train, validation) :class:`Source` for the CLI's data flags."""
@@ -180,8 +193,8 @@ def _resize_center_crop(image, size):
     return tf.image.resize_with_crop_or_pad(resized, size[0], size[1])
 
 
-def make_dataset(source, model_name, image_size, batch_size, training, augmentation="cifar",
-                 flip=True, seed=0, repeat=False, cache=True):
+def make_dataset(source, image_size, batch_size, training, preprocessing="imagenet",
+                 augmentation="cifar", flip=True, seed=0, repeat=False, cache=True):
     """Batched (normalised float32 images, int labels). Training: shuffled, augmented,
     ``drop_remainder`` (the official loaders' ``drop_last``); evaluation: every image."""
     import keras_cv  # imported here: costs ~1 s
@@ -220,7 +233,7 @@ def make_dataset(source, model_name, image_size, batch_size, training, augmentat
             layers.append(keras_cv.layers.RandomFlip("horizontal", seed=seed))
 
         def augment(images, labels):
-            if not imagenet:  # black 4-pixel border before normalisation (pitfall 13)
+            if not imagenet:  # black 4-pixel border before normalisation
                 images = tf.pad(images, [[0, 0], [4, 4], [4, 4], [0, 0]])
             for layer in layers:
                 images = layer(images, training=True)
@@ -228,7 +241,7 @@ def make_dataset(source, model_name, image_size, batch_size, training, augmentat
 
         dataset = dataset.map(augment, num_parallel_calls=AUTOTUNE)
 
-    def normalize(images, labels):
-        return preprocess_input(images, model_name), labels
+    def preprocess(images, labels):
+        return normalize(images, preprocessing), labels
 
-    return dataset.map(normalize, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
+    return dataset.map(preprocess, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)

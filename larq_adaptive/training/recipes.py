@@ -1,4 +1,6 @@
-"""The official training recipes as data (spec: algorithms.md 1.8, 2.4-2.5, 4.5; pitfalls 8, 12).
+"""The official training recipes as data (from each official code base's training script:
+AdaBin ``cifar10/main.py`` and its ImageNet script, ReActNet ``mobilenet/run.sh`` and
+``resnet/run.sh``, DWR ``trainer.py``).
 
 A :class:`Recipe` fixes the optimizer, the base learning rate and its per-epoch schedule, the
 batch size, the loss, the augmentation, the coupled-L2 weight-decay parameter set and the
@@ -39,14 +41,20 @@ class Recipe:
     loss: str = "ce"  # "ce" | "kd" (soft targets from --teacher; CE if no teacher is given)
     augmentation: str = "cifar"  # "cifar": pad-4 crop + flip | "imagenet": RRC + flip
     ede: bool = False  # AdaBin's progressive (k, t) schedule
-    families: tuple = ()  # model families the recipe was written for ("float" fits all)
+    methods: tuple = ()  # binarization methods the recipe was written for ("float" fits all)
 
     @property
     def two_step(self):
         return len(self.stages) > 1
 
-    def fits(self, family):
-        return family == "float" or family in self.families
+    def fits(self, method):
+        """True if the recipe trains networks binarized with ``method`` (any recipe trains a
+        real-valued network)."""
+        return method == "float" or method in self.methods
+
+
+ADABIN = ("adabin",)  # EDE and the AdaBin weight decay set
+REACTNET_LIKE = ("reactnet", "dybnn", "irnet", "ste_sign")  # sign-based binarizers
 
 
 def _two_step(epochs, weight_decay=1e-5):
@@ -60,53 +68,53 @@ _RECIPES = (
     Recipe(
         "adabin_cifar", "AdaBin CIFAR-10 (cifar10/main.py): SGD 0.1, cosine, 400 epochs, wd 1e-4 "
         "on all parameters, EDE (k, t)", "sgd", 0.1, "cosine", 128,
-        (Stage("main", 400, 1e-4),), "all", ede=True, families=("adabin", "irnet"),
+        (Stage("main", 400, 1e-4),), "all", ede=True, methods=ADABIN,
     ),
     Recipe(
         "adabin_imagenet", "AdaBin ImageNet: SGD 0.1, cosine, 120 epochs, batch 256, wd 1e-5 "
         "on all parameters, EDE (k, t)", "sgd", 0.1, "cosine", 256,
         (Stage("main", 120, 1e-5),), "all", augmentation="imagenet", ede=True,
-        families=("adabin", "irnet"),
+        methods=ADABIN,
     ),
     Recipe(
         "reactnet_two_step", "ReActNet-A two-step (mobilenet/run.sh): Adam 1.25e-3, linear, "
         "128 + 128 epochs, batch 256, wd 1e-5 then 0, KD", "adam", 1.25e-3, "linear", 256,
         _two_step(128), "reactnet", loss="kd", augmentation="imagenet",
-        families=("reactnet", "dybnn", "dwr"),
+        methods=REACTNET_LIKE,
     ),
     Recipe(
         "reactnet_resnet18_two_step", "ReActNet ResNet-18 two-step (resnet/run.sh): Adam 2.5e-3, "
         "linear, 128 + 128 epochs, batch 512, wd 1e-5 then 0, KD", "adam", 2.5e-3, "linear", 512,
         _two_step(128), "reactnet", loss="kd", augmentation="imagenet",
-        families=("reactnet", "dybnn", "dwr"),
+        methods=REACTNET_LIKE,
     ),
     Recipe(
         "reactnet_cifar", "ReActNet two-step transferred to CIFAR (not an official recipe): Adam "
         "1.25e-3, linear, 200 + 200 epochs, batch 128, wd 1e-5 then 0, KD if --teacher, "
         "CIFAR augmentation",
         "adam", 1.25e-3, "linear", 128, _two_step(200), "reactnet", loss="kd",
-        families=("reactnet", "dybnn", "dwr"),
+        methods=REACTNET_LIKE,
     ),
     Recipe(
         "dwr_cifar", "DWR CIFAR (trainer.py): SGD 0.1, cosine, 400 epochs, batch 128, wd 1e-4 "
         "on all parameters", "sgd", 0.1, "cosine", 128, (Stage("main", 400, 1e-4),), "all",
-        families=("dwr", "reactnet", "dybnn", "irnet"),
+        methods=REACTNET_LIKE,
     ),
     Recipe(
         "dwr_cifar_resnet18", "DWR CIFAR ResNet-18: SGD 0.08, cosine, 600 epochs, batch 128, "
         "wd 1e-4 on all parameters", "sgd", 0.08, "cosine", 128, (Stage("main", 600, 1e-4),),
-        "all", families=("dwr", "reactnet", "dybnn", "irnet"),
+        "all", methods=REACTNET_LIKE,
     ),
     Recipe(
         "dwr_imagenet", "DWR ImageNet single step: Adam 1e-3, cosine, 128 epochs, batch 512, "
         "wd 0", "adam", 1e-3, "cosine", 512, (Stage("main", 128, 0.0),), "reactnet",
-        augmentation="imagenet", families=("dwr", "reactnet", "dybnn"),
+        augmentation="imagenet", methods=REACTNET_LIKE,
     ),
     Recipe(
         "dwr_imagenet_two_step", "DWR ImageNet two-step (resnet-18+reactnet+2-step): Adam 1e-3, "
         "cosine, 256 + 256 epochs, batch 512, wd 1e-5 then 0, KD", "adam", 1e-3, "cosine", 512,
         _two_step(256), "reactnet", loss="kd", augmentation="imagenet",
-        families=("dwr", "reactnet", "dybnn"),
+        methods=REACTNET_LIKE,
     ),
 )
 _RECIPES += (
@@ -133,8 +141,8 @@ def get_recipe(name):
 
 
 def learning_rate(schedule, base_lr, epoch, epochs):
-    """The learning rate of 0-based ``epoch`` of a stage of ``epochs`` epochs (per epoch,
-    spec pitfall 12): PyTorch ``CosineAnnealingLR(T_max=epochs, eta_min=0)`` or ReActNet's
+    """The learning rate of 0-based ``epoch`` of a stage of ``epochs`` epochs (stepped per
+    epoch, as the official scripts call ``scheduler.step()`` once per epoch): PyTorch ``CosineAnnealingLR(T_max=epochs, eta_min=0)`` or ReActNet's
     ``LambdaLR(1 - e / E)`` stepped before the epoch (the last epoch has lr 0)."""
     if schedule == "cosine":
         return base_lr * 0.5 * (1.0 + math.cos(math.pi * epoch / epochs))

@@ -32,7 +32,7 @@ class NaNLoss(RuntimeError):
 
 
 def decayed_variables(model, rule):
-    """The variables the official code decays (spec pitfall 8).
+    """The variables the official code decays (its optimizer parameter groups).
 
     ``"all"`` (AdaBin, DWR CIFAR): every trainable variable (BN, alpha/beta, Maxout too).
     ``"reactnet"``: 4-D kernels and the RSign/DySign/RPReLU/DyPReLU shifts (4-D in PyTorch),

@@ -70,12 +70,6 @@ def random_state_dict(seed=0):
     return state
 
 
-@pytest.fixture(autouse=True)
-def _clear_session():
-    tf.keras.backend.clear_session()
-    yield
-
-
 def test_state_dict_layout_has_195_tensors():
     assert len(official_shapes()) == 195
 

@@ -1,4 +1,5 @@
-"""Serialization registration shared by every custom Keras object of the package."""
+"""Keras/larq serialization of the package's objects: every custom layer, quantizer and
+constraint is registered here once, so that saved models reload with ``import larq_adaptive``."""
 
 import larq as lq
 import tensorflow as tf

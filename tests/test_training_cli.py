@@ -16,8 +16,6 @@ import pytest
 import tensorflow as tf
 
 import larq_adaptive as lqa
-from larq_adaptive.models import available_models, register_model
-from larq_adaptive.models.common import batch_norm, classifier, float_conv, image_input, model_from
 from larq_adaptive.training import (
     RECIPES,
     CoupledWeightDecay,
@@ -26,38 +24,12 @@ from larq_adaptive.training import (
     learning_rate,
     soft_target_cross_entropy,
 )
+from larq_adaptive.models import available_models
 from larq_adaptive.training.cli import main
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-TINY = "tiny_train_test_net"
+from conftest import REPO, SHARED, TINY, tiny_model
 
-
-def _tiny(*, input_shape=None, input_tensor=None, weights=None, include_top=True,
-          num_classes=10, binary_weights=True):
-    inputs = image_input(input_shape, input_tensor, (8, 8, 3))
-    x = batch_norm(float_conv(inputs, 8, 3, name="stem_conv"), "stem_bn")
-    kernel_quantizer = lqa.quantizers.ReActNetWeightQuantizer()
-    if not binary_weights:
-        kernel_quantizer = lqa.quantizers.SwitchableQuantizer(kernel_quantizer, active=False)
-    x = lqa.layers.PaddedQuantConv2D(
-        8, 3, input_quantizer=lqa.quantizers.RSign(), kernel_quantizer=kernel_quantizer,
-        use_bias=False, name="bconv",
-    )(x)
-    x = lqa.layers.RPReLU(name="act")(batch_norm(x, "bconv_bn"))
-    x = tf.keras.layers.GlobalAveragePooling2D(name="pool")(x)
-    return model_from(inputs, classifier(x, num_classes), input_tensor, "tiny")
-
-
-if TINY not in available_models():  # family "float": every recipe accepts it
-    register_model(TINY, input_shape=(8, 8, 3), num_classes=10, family="float",
-                   recipe="dwr_cifar")(_tiny)
-
-
-@pytest.fixture(autouse=True)
-def _clear():
-    yield
-    tf.keras.backend.clear_session()
+pytestmark = pytest.mark.usefixtures("tiny_registered_model")
 
 
 def _npz(folder, n, classes=10, seed=0, size=8):
@@ -118,7 +90,7 @@ def test_learning_rate_schedules_per_epoch():
 
 
 def test_weight_decay_sets_and_value():
-    model = _tiny(binary_weights=False)
+    model = tiny_model(binary_weights=False)
     names = sorted(v.name for v in decayed_variables(model, "reactnet"))
     assert names == sorted([
         "stem_conv/kernel:0", "bconv/kernel:0", "bconv/r_sign/bias:0",
@@ -218,7 +190,7 @@ def test_two_step_hand_over(tiny_data, tmp_path):
     # the linear schedule restarts per stage: epoch 0 of 2 -> lr0 (1 - 1/2)
     assert step1["lr"] == pytest.approx(0.005) and step2["lr"] == pytest.approx(0.005)
     assert step2["wd"] == [0.0] and step1["wd"][0] > 0
-    final1 = _tiny(binary_weights=False)
+    final1 = tiny_model(binary_weights=False)
     final1.load_weights(str(out / "stage_1" / "final.weights.h5"))
     assert len(final1.weights) == 17
     for saved, started in zip(final1.get_weights(), step2["weights"]):
@@ -276,7 +248,7 @@ def test_nan_loss_exits_1_and_keeps_the_last_good_checkpoint(tiny_data, tmp_path
     assert "nan" in err.lower() and "epoch_001.weights.h5" in err
     checkpoints = sorted(p.name for p in (out / "stage_1" / "checkpoints").iterdir())
     assert checkpoints == ["epoch_001.weights.h5"]
-    model = _tiny()
+    model = tiny_model()
     model.load_weights(str(out / "stage_1" / "checkpoints" / checkpoints[0]))
     assert all(np.isfinite(w).all() for w in model.get_weights())
     assert not (out / "model.keras").exists()
@@ -309,10 +281,10 @@ def test_export_tflite_after_two_step_mixed_precision_training(tiny_data, tmp_pa
 
 def test_distillation_from_a_saved_teacher(tiny_data, tmp_path, capsys):
     teacher = tmp_path / "teacher.keras"
-    _tiny().save(teacher)
+    tiny_model().save(teacher)
     assert main(_args(tiny_data, tmp_path / "run", "--teacher", str(teacher))) == 0
     tf.keras.backend.clear_session()
-    _tiny(num_classes=3).save(tmp_path / "wrong.keras")
+    tiny_model(num_classes=3).save(tmp_path / "wrong.keras")
     assert main(_args(tiny_data, tmp_path / "run2", "--teacher",
                       str(tmp_path / "wrong.keras"))) == 2
     assert "mismatched classes" in capsys.readouterr().err
@@ -440,33 +412,37 @@ def test_registered_cifar_models_smoke(model, recipe, tmp_path):
 # ------------------------------------------------------------------- subprocesses
 
 
-def _env():
-    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO / "tests")}
-
-
+# The training command in a subprocess, with the tiny model registered first.
+RUN_MAIN = """
+import sys
+import larq_adaptive
+from conftest import register_tiny_model
+register_tiny_model()
+from larq_adaptive.models import available_models
+from larq_adaptive.training.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
 MIRRORED = """
-import sys, tensorflow as tf
+import larq_adaptive
+import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-import test_train
-sys.exit(test_train.main(sys.argv[1:]))
-"""
+""" + RUN_MAIN
 
 
-def test_mirrored_strategy_on_two_logical_cpus(tiny_data, tmp_path):
+def test_mirrored_strategy_on_two_logical_cpus(tiny_data, tmp_path, subprocess_env):
     argv = _args(tiny_data, tmp_path / "run", "--strategy", "mirrored")
     result = subprocess.run([sys.executable, "-c", MIRRORED, *argv], capture_output=True,
-                            text=True, env=_env(), timeout=600)
+                            text=True, env=subprocess_env, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "MirroredStrategy, 2 replica(s)" in result.stdout
 
 
 @pytest.mark.slow
-def test_kill_9_then_rerun_continues(tiny_data, tmp_path):
+def test_kill_9_then_rerun_continues(tiny_data, tmp_path, subprocess_env):
     out = tmp_path / "run"
     argv = _args(tiny_data, out, epochs=40, steps=20)
-    script = "import sys, test_train; sys.exit(test_train.main(sys.argv[1:]))"
-    process = subprocess.Popen([sys.executable, "-c", script, *argv], env=_env(),
+    process = subprocess.Popen([sys.executable, "-c", RUN_MAIN, *argv], env=subprocess_env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     first = out / "stage_1" / "checkpoints" / "epoch_002.weights.h5"
     deadline = time.time() + 300
@@ -483,10 +459,10 @@ def test_kill_9_then_rerun_continues(tiny_data, tmp_path):
 
 
 @pytest.mark.slow
-def test_default_run_is_the_make_train_job(tmp_path):
+def test_default_run_is_the_make_train_job(tmp_path, subprocess_env):
     start = time.time()
     result = subprocess.run([sys.executable, str(REPO / "train.py")], cwd=tmp_path,
-                            capture_output=True, text=True, env=_env(), timeout=900)
+                            capture_output=True, text=True, env=subprocess_env, timeout=900)
     assert result.returncode == 0, result.stderr[-2000:]
     accuracy = [line for line in result.stdout.splitlines() if "accuracy:" in line][-1]
     assert float(accuracy.split("accuracy:")[1].split()[0]) > 0.5

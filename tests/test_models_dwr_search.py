@@ -1,13 +1,10 @@
-"""DWR tooling: reshaping arithmetic, cluster-based width search, the pipeline command.
+"""DWR tooling: reshaping arithmetic and the cluster-based width search.
 
-Expected figures come from spec/algorithms.md 4.1 and 4.4 (computed there from the official
-PyTorch modules) or are derived by hand in the comments.
+Expected figures were computed from the official PyTorch modules (pingxue-hfut/DWR) or are
+derived by hand in the comments.
 """
 
 import math
-import os
-import subprocess
-import sys
 
 import larq as lq
 import numpy as np
@@ -15,10 +12,10 @@ import pytest
 import tensorflow as tf
 
 import larq_adaptive as lqa
+from larq_adaptive.introspect import binary_conv_layers
 from larq_adaptive.models import available_models, get_model
 from larq_adaptive.models.dwr_search import (
     BACKBONES,
-    main,
     reshape,
     search_widths,
     stage_output_convs,
@@ -28,7 +25,7 @@ from larq_adaptive.models.dwr_search import (
 # reshape(): binary MACs / activations
 # --------------------------------------------------------------------------------------
 
-# spec 4.4: (backbone, s, final DWR widths or None for the original, #binary convs,
+# (backbone, s, final DWR widths or None for the original, #binary convs,
 #            binary MACs in M (1 decimal / 3 significant digits), input activations in K)
 SPEC_44 = [
     ("resnet20", None, None, 18, 40.1, 184),
@@ -124,8 +121,11 @@ def _images(patterns, n=6, seed=1):
     return (np.moveaxis(patterns, 0, -1)[None] * magnitude).astype(np.float32)
 
 
-def _selector_model(sources, scales, names=("stage1_block1_conv1",), bn=False):
-    """Input -> 1x1 binary conv(s): output channel j = scales[j] * sign(x[..., sources[j]])."""
+def _selector_model(sources, scales, names=("stage1_block1_conv1",), bn=False,
+                    kernel_quantizer=None):
+    """Input -> 1x1 conv(s) of binarized inputs: output channel j = scales[j] *
+    sign(x[..., sources[j]]) (with real kernels; ``kernel_quantizer="ste_sign"`` makes them
+    binary convs, whose outputs are then sums of signs)."""
     tf.keras.backend.clear_session()
     inputs = tf.keras.Input((SIDE, SIDE, max(sources) + 1))
     kernel = np.zeros((1, 1, max(sources) + 1, len(sources)), np.float32)
@@ -133,7 +133,7 @@ def _selector_model(sources, scales, names=("stage1_block1_conv1",), bn=False):
     x, outputs = inputs, []
     for name in names:
         conv = lq.layers.QuantConv2D(len(sources), 1, input_quantizer="ste_sign",
-                                     use_bias=False, name=name)
+                                     kernel_quantizer=kernel_quantizer, use_bias=False, name=name)
         x = conv(x)
         conv.set_weights([kernel])
         kernel = np.eye(len(sources), dtype=np.float32)[None, None]  # the next ones copy
@@ -151,7 +151,8 @@ def test_groups_of_scaled_copies_and_noise():
     scales = np.random.default_rng(2).uniform(0.1, 3.0, len(groups))
     model = _selector_model(groups, scales)
     images = _images(_patterns(8))
-    (result,) = search_widths(model, images, eps=0.021, min_samples=5)
+    hook = ["stage1_block1_conv1"]
+    (result,) = search_widths(model, images, eps=0.021, min_samples=5, layers=hook)
     assert result.layer == "stage1_block1_conv1" and result.stage == 1
     assert (result.channels, result.clusters, result.noise, result.width) == (26, 3, 8, 11)
     labels = result.labels
@@ -162,7 +163,7 @@ def test_groups_of_scaled_copies_and_noise():
     # the eps that makes a channel core: 0 inside groups of >= 5, ~1 elsewhere
     assert (result.core_eps[:18] < 1e-6).all() and (result.core_eps[18:] > 0.5).all()
     # min_samples=4 makes the group of 4 a cluster too
-    (result,) = search_widths(model, images, eps=0.021, min_samples=4)
+    (result,) = search_widths(model, images, eps=0.021, min_samples=4, layers=hook)
     assert (result.clusters, result.noise, result.width) == (4, 4, 8)
 
 
@@ -174,11 +175,13 @@ def test_eps_is_a_cosine_distance():
     scales = np.linspace(0.5, 2.0, 10)  # scaling changes Euclidean, not cosine, distance
     model = _selector_model(sources, scales)
     images = _images(patterns)
-    widths = {eps: search_widths(model, images, eps=eps)[0].width for eps in (0.03, 0.033)}
+    hook = ["stage1_block1_conv1"]
+    widths = {eps: search_widths(model, images, eps=eps, layers=hook)[0].width
+              for eps in (0.03, 0.033)}
     assert widths == {0.03: 2, 0.033: 1}
     # a negated copy is at cosine distance 2: never a neighbour
     model = _selector_model([0] * 10, [1.0] * 5 + [-1.0] * 5)
-    assert search_widths(model, images[..., :1], eps=1.5)[0].width == 2
+    assert search_widths(model, images[..., :1], eps=1.5, layers=hook)[0].width == 2
 
 
 def test_the_mean_over_images_is_clustered():
@@ -209,7 +212,8 @@ def test_default_hooks_are_the_raw_last_conv_of_each_stage():
              "stage2_block1_conv2", "alg2")
     # 10 copies of one pattern: raw conv outputs form 1 cluster; the BN betas in [-5, 5)
     # after each conv would scatter them (this checks that the pre-BN output is used).
-    model = _selector_model([0] * 10, np.linspace(1, 2, 10), names=names, bn=True)
+    model = _selector_model([0] * 10, np.linspace(1, 2, 10), names=names, bn=True,
+                            kernel_quantizer="ste_sign")
     hooked = [layer.name for layer in stage_output_convs(model)]
     assert hooked == ["stage1_block1_conv2", "stage2_block1_conv2"]
     images = _images(_patterns(1))
@@ -227,90 +231,11 @@ def test_default_hooks_without_stage_names():
     x = inputs
     for filters, strides in ((4, 1), (4, 1), (6, 2), (6, 1), (5, 1)):
         x = lq.layers.QuantConv2D(filters, 3, strides, padding="same",
-                                  input_quantizer="ste_sign")(x)
+                                  input_quantizer="ste_sign", kernel_quantizer="ste_sign")(x)
     x = tf.keras.layers.Conv2D(2, 1)(x)  # full precision: never hooked
     model = tf.keras.Model(inputs, x)
     convs = [layer for layer in model.layers if isinstance(layer, lq.layers.QuantConv2D)]
     assert stage_output_convs(model) == [convs[1], convs[3], convs[4]]
-
-
-# --------------------------------------------------------------------------------------
-# main(): the pipeline command
-# --------------------------------------------------------------------------------------
-
-
-def _write_shards(directory, count, seed):
-    rng = np.random.default_rng(seed)
-    directory.mkdir()
-    for shard in range(2):
-        np.savez(directory / f"part_{shard}.npz",
-                 images=rng.integers(0, 256, (count, 32, 32, 3), dtype=np.uint8),
-                 labels=rng.integers(0, 10, count))
-    return str(directory)
-
-
-@pytest.mark.skipif("dwr_resnet20" not in available_models(),
-                    reason="the dwr_resnet20 builder (models/dwr.py) is not there yet")
-def test_main_smoke(tmp_path, capsys):
-    tf.keras.backend.clear_session()
-    train = _write_shards(tmp_path / "train", 24, 0)
-    val = _write_shards(tmp_path / "val", 10, 1)
-    saved = str(tmp_path / "naive.h5")
-    common = ["--backbone", "resnet20", "--s", "3", "--width-multiplier", "1",
-              "--data-dir", train, "--val-data-dir", val, "--batch-size", "16", "--images", "12"]
-    status = main(common + ["--epochs", "1", "--steps-per-epoch", "2", "--save-weights", saved])
-    out = capsys.readouterr().out
-    assert status == 0
-    assert "40.1 M binary MACs" in out  # the original
-    assert "top-1" in out
-    line = next(line for line in out.splitlines() if line.startswith("final widths:"))
-    widths = eval(line.split(":", 1)[1])  # a printed list of ints
-    # 3 stages; the naive widths are 16, 32, 64 (multiplier 1): pruning can only shrink
-    assert len(widths) == 3 and all(1 <= w <= n for w, n in zip(widths, (16, 32, 64)))
-    # search again from the saved weights without training: the same widths
-    tf.keras.backend.clear_session()
-    assert main(common + ["--epochs", "0", "--weights", saved]) == 0
-    assert line in capsys.readouterr().out.splitlines()
-
-
-@pytest.mark.parametrize("args,message", [
-    (["--backbone", "resnet21", "--s", "3"], "unknown backbone"),
-    (["--backbone", "resnet20", "--s", "0.5"], "--s must be >= 1"),
-    (["--backbone", "resnet20", "--s", "3", "--images", "0"], "--images must be >= 1"),
-    (["--backbone", "resnet20", "--s", "3", "--eps", "0"], "--eps must be > 0"),
-])
-def test_main_bad_input_exits_2(tmp_path, capsys, args, message):
-    data = _write_shards(tmp_path / "data", 2, 0)
-    with pytest.raises(SystemExit) as exit_info:
-        main(args + ["--data-dir", data])
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    assert message in err and err.count("\n") == 1
-
-
-@pytest.mark.parametrize("module", [
-    "larq_adaptive.models.dwr_search",
-    "larq_adaptive.models.dwr",
-])
-def test_command_missing_dir_exit_status_and_no_traceback(tmp_path, module):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    missing = str(tmp_path / "nowhere")
-    process = subprocess.run(
-        [sys.executable, "-m", module, "--backbone", "resnet20", "--s", "3",
-         "--data-dir", missing],
-        capture_output=True, text=True, env=env, timeout=300)
-    assert "Traceback" not in process.stderr
-    assert process.returncode == 2
-    last_line = process.stderr.strip().splitlines()[-1]
-    assert last_line.endswith(f"--data-dir {missing!r} does not exist")
-
-
-def test_main_data_dir_without_shards_exits_2(tmp_path):
-    empty = tmp_path / "empty"
-    empty.mkdir()  # exists but holds no .npz
-    with pytest.raises(SystemExit) as exit_info:
-        main(["--backbone", "resnet20", "--s", "3", "--data-dir", str(empty)])
-    assert exit_info.value.code == 2
 
 
 # --------------------------------------------------------------------------------------
@@ -321,10 +246,7 @@ def test_main_data_dir_without_shards_exits_2(tmp_path):
 def _binary_cost(model):
     """(binary MACs from lqa.summary, sum of binary-conv input elements)."""
     profile = lqa.summary(model, print_fn=lambda *a, **k: None)
-    acts = sum(
-        int(np.prod(layer.input_shape[1:])) for layer in model.layers
-        if isinstance(layer, lq.layers.QuantConv2D) and layer.input_quantizer is not None
-    )
+    acts = sum(int(np.prod(layer.input_shape[1:])) for layer in binary_conv_layers(model))
     return profile.op_count("mac", 1), acts
 
 

@@ -1,0 +1,134 @@
+"""Activation layers of the methods: AdaBin's Maxout, ReActNet's RPReLU, DyBNN's DyPReLU and
+the Hardtanh of IR-Net-style networks."""
+
+import tensorflow as tf
+
+from larq_adaptive.hyper import HyperFunction
+from larq_adaptive.serialization import build_sublayer, register
+
+__all__ = ["DyPReLU", "HardTanh", "Maxout", "RPReLU"]
+
+
+def _channel_weight(layer, name, channels, value):
+    return layer.add_weight(
+        name=name, shape=(channels,), initializer=tf.keras.initializers.Constant(value)
+    )
+
+
+@register
+class Maxout(tf.keras.layers.Layer):
+    r"""AdaBin's per-channel two-slope activation (the official code calls it Maxout):
+
+    \[ f(x)_c = p_c \operatorname{ReLU}(x_c) - n_c \operatorname{ReLU}(-x_c) \]
+
+    ``pos_scale`` p (init 1.0) and ``neg_scale`` n (init 0.25) are learnable and
+    unconstrained: the official checkpoint has negative values of both.
+    """
+
+    def __init__(self, pos_init=1.0, neg_init=0.25, **kwargs):
+        super().__init__(**kwargs)
+        self.pos_init = float(pos_init)
+        self.neg_init = float(neg_init)
+
+    def build(self, input_shape):
+        channels = int(input_shape[-1])
+        self.pos_scale = _channel_weight(self, "pos_scale", channels, self.pos_init)
+        self.neg_scale = _channel_weight(self, "neg_scale", channels, self.neg_init)
+        super().build(input_shape)
+
+    def call(self, inputs):
+        pos = tf.cast(self.pos_scale, inputs.dtype)
+        neg = tf.cast(self.neg_scale, inputs.dtype)
+        return pos * tf.nn.relu(inputs) - neg * tf.nn.relu(-inputs)
+
+    def get_config(self):
+        return {**super().get_config(), "pos_init": self.pos_init, "neg_init": self.neg_init}
+
+
+@register
+class RPReLU(tf.keras.layers.Layer):
+    r"""ReActNet's RPReLU: per-channel shift, PReLU, shift.
+
+    \[ f(x)_c = \operatorname{PReLU}_c(x_c + b^{in}_c) + b^{out}_c \]
+
+    The PReLU is a native ``keras.layers.PReLU`` (slope init 0.25, one per channel), which
+    TFLite converts to its PRELU op. Shifts ``bias_in``/``bias_out`` start at 0.
+    """
+
+    def __init__(self, slope_init=0.25, **kwargs):
+        super().__init__(**kwargs)
+        self.slope_init = float(slope_init)
+
+    def build(self, input_shape):
+        channels = int(input_shape[-1])
+        self.bias_in = _channel_weight(self, "bias_in", channels, 0.0)
+        self.prelu = tf.keras.layers.PReLU(
+            alpha_initializer=tf.keras.initializers.Constant(self.slope_init),
+            shared_axes=list(range(1, len(input_shape) - 1)) or None,
+            name="prelu",
+            dtype=self.dtype_policy,  # follow this layer's policy, not the global one
+        )
+        build_sublayer(self.prelu, input_shape)
+        self.bias_out = _channel_weight(self, "bias_out", channels, 0.0)
+        super().build(input_shape)
+
+    def shifts(self, inputs):
+        """(input shift, output shift), broadcastable against ``inputs``."""
+        return self.bias_in, self.bias_out
+
+    def call(self, inputs):
+        shift_in, shift_out = self.shifts(inputs)
+        return self.prelu(inputs + tf.cast(shift_in, inputs.dtype)) + tf.cast(
+            shift_out, inputs.dtype
+        )
+
+    def get_config(self):
+        return {**super().get_config(), "slope_init": self.slope_init}
+
+
+@register
+class DyPReLU(RPReLU):
+    r"""DyBNN's DyPReLU: an RPReLU whose two shifts get an input-dependent part.
+
+    \[ [\gamma(x), \zeta(x)] = \mathrm{FC}_2(\mathrm{act}(\mathrm{FC}_1(\mathrm{GAP}(x)))),
+       \quad f(x) = \operatorname{PReLU}(x - \gamma(x) + b^{in}) + \zeta(x) + b^{out} \]
+
+    One hyper-function with a 2C-wide, zero-initialised FC2 (so it starts as RPReLU); the
+    design is an assumption, see :mod:`larq_adaptive.hyper`.
+    """
+
+    def __init__(self, slope_init=0.25, reduction=16, hidden_activation="relu", **kwargs):
+        super().__init__(slope_init=slope_init, **kwargs)
+        self.reduction = reduction
+        self.hidden_activation = hidden_activation
+
+    def build(self, input_shape):
+        channels = int(input_shape[-1])
+        self.shift = HyperFunction(
+            2 * channels, self.reduction, self.hidden_activation, name="shift",
+            dtype=self.dtype_policy,
+        )
+        build_sublayer(self.shift, input_shape)
+        super().build(input_shape)
+
+    def shifts(self, inputs):
+        gamma, zeta = tf.split(tf.cast(self.shift(inputs), inputs.dtype), 2, axis=-1)
+        return self.bias_in - gamma, self.bias_out + zeta
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "reduction": self.reduction,
+            "hidden_activation": self.hidden_activation,
+        }
+
+
+@register
+class HardTanh(tf.keras.layers.Layer):
+    """PyTorch's ``nn.Hardtanh()``: ``clip(x, -1, 1)`` (IR-Net-style BNNs)."""
+
+    def call(self, inputs):
+        return tf.clip_by_value(inputs, -1.0, 1.0)
+
+    def compute_output_shape(self, input_shape):
+        return tf.TensorShape(input_shape)

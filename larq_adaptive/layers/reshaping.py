@@ -1,0 +1,89 @@
+"""Parameter-free layers that pad, subsample or slice NHWC tensors (all serialisable, no
+``Lambda``)."""
+
+import tensorflow as tf
+
+from larq_adaptive.padding import pad_nhwc, padded_shape, pair
+from larq_adaptive.serialization import register
+
+__all__ = ["ChannelSlice", "OptionAShortcut", "TorchPadding2D"]
+
+
+@register
+class TorchPadding2D(tf.keras.layers.Layer):
+    """Pads NHWC inputs as PyTorch would for a following VALID conv or pool.
+
+    ``value=0.0`` for convolutions, ``value=float("-inf")`` for max-pooling (PyTorch pads
+    max-pool windows with -inf).
+    """
+
+    def __init__(self, kernel_size, strides=1, pad=None, value=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.kernel_size = pair(kernel_size)
+        self.strides = pair(strides)
+        self.pad = pair(pad) if pad is not None else tuple(k // 2 for k in self.kernel_size)
+        self.value = float(value)
+
+    def call(self, inputs):
+        return pad_nhwc(inputs, self.kernel_size, self.strides, self.pad, self.value)
+
+    def compute_output_shape(self, input_shape):
+        return padded_shape(input_shape, self.kernel_size, self.strides, self.pad)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "kernel_size": self.kernel_size,
+            "strides": self.strides,
+            "pad": self.pad,
+            "value": self.value,
+        }
+
+
+@register
+class OptionAShortcut(tf.keras.layers.Layer):
+    """Parameter-free ResNet shortcut ("option A"): keep rows/columns 0, s, 2s, ... and
+    zero-pad the channel axis to ``filters``, ``(filters - C_in) // 2`` zeros before and the
+    rest after (AdaBin: C_out // 4 on each side; DWR: the same rule for any widths)."""
+
+    def __init__(self, filters, strides=2, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = int(filters)
+        self.strides = int(strides)
+
+    def call(self, inputs):
+        x = inputs[:, :: self.strides, :: self.strides, :]
+        extra = self.filters - inputs.shape[-1]
+        if extra < 0:
+            raise ValueError(f"OptionAShortcut cannot reduce {inputs.shape[-1]} to {self.filters}")
+        return tf.pad(x, [[0, 0], [0, 0], [0, 0], [extra // 2, extra - extra // 2]])
+
+    def compute_output_shape(self, input_shape):
+        n, h, w, _ = tf.TensorShape(input_shape).as_list()
+        s = self.strides
+        return tf.TensorShape(
+            [n, None if h is None else -(-h // s), None if w is None else -(-w // s), self.filters]
+        )
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters, "strides": self.strides}
+
+
+@register
+class ChannelSlice(tf.keras.layers.Layer):
+    """Keeps channels ``start:stop`` of an NHWC tensor (a serialisable ``x[..., start:stop]``)."""
+
+    def __init__(self, start, stop, **kwargs):
+        super().__init__(**kwargs)
+        self.start = int(start)
+        self.stop = int(stop)
+
+    def call(self, inputs):
+        return inputs[..., self.start : self.stop]
+
+    def compute_output_shape(self, input_shape):
+        shape = tf.TensorShape(input_shape)
+        return shape[:-1].concatenate([self.stop - self.start])
+
+    def get_config(self):
+        return {**super().get_config(), "start": self.start, "stop": self.stop}
