@@ -29,6 +29,7 @@ import larq_adaptive  # noqa: E402,F401  (first: makes tf.keras Keras 2 on TF >=
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from larq_adaptive.keras2 import set_random_seed  # noqa: E402
 from larq_adaptive.layers import PaddedQuantConv2D  # noqa: E402
 from larq_adaptive.models import get_model  # noqa: E402
 from larq_adaptive.training import CoupledWeightDecay  # noqa: E402
@@ -88,7 +89,7 @@ def main(argv=None):
                         help="TensorFlow inter-op threads (0: TensorFlow's default, one per core)")
     args = parser.parse_args(argv)
     tf.config.threading.set_inter_op_parallelism_threads(args.inter_op_threads)
-    tf.keras.utils.set_random_seed(0)
+    set_random_seed(0)
     built = {name: build(name, args.batch_size) for name in MODELS}
     times = {name: [] for name in MODELS}
     for _ in range(args.rounds):

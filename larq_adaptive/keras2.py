@@ -11,10 +11,11 @@ change it any more: :func:`ensure_keras2` raises one clear ``ImportError``.
 """
 
 import os
+import random
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
-__all__ = ["ensure_keras2", "tensorflow_version", "tf_keras_is_keras2"]
+__all__ = ["ensure_keras2", "set_random_seed", "tensorflow_version", "tf_keras_is_keras2"]
 
 _VARIABLE = "TF_USE_LEGACY_KERAS"
 
@@ -67,3 +68,25 @@ def ensure_keras2():
             "needs Keras 2: import larq_adaptive before tensorflow, or set "
             f"{_VARIABLE}=1 in the environment (with tf-keras installed) before starting Python"
         )
+
+
+class _IntBoundsRandom(random.Random):
+    """``random.Random`` whose ``randint`` accepts integral float bounds: tf-keras 2.16-2.18
+    draw layer seeds with ``randint(1, 1e9)``, which Python 3.12 rejects (tf-keras 2.19 passes
+    ``int(1e9)``)."""
+
+    def randint(self, a, b):
+        return super().randint(int(a), int(b))
+
+
+def set_random_seed(seed):
+    """``tf.keras.utils.set_random_seed(seed)`` (Python, NumPy and TensorFlow seeds) that also
+    works with tf-keras 2.16-2.18 on Python 3.12: the seed generator Keras keeps for layer
+    initializers gets integer bounds. The same draws as Keras' own generator."""
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(seed)
+    package = tf.keras.layers.Layer.__module__.split(".src.")[0]  # keras or tf_keras
+    holder = getattr(sys.modules.get(f"{package}.src.backend"), "_SEED_GENERATOR", None)
+    if type(getattr(holder, "generator", None)) is random.Random:
+        holder.generator = _IntBoundsRandom(seed)

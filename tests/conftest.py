@@ -12,6 +12,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import larq_adaptive as lqa  # noqa: E402  (before TensorFlow: makes tf.keras Keras 2)
+from larq_adaptive.keras2 import set_random_seed  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
@@ -132,7 +133,7 @@ def build_model():
 
     def build(name, **kwargs):
         tf.keras.backend.clear_session()
-        tf.keras.utils.set_random_seed(0)
+        set_random_seed(0)
         return get_model(name, **kwargs)
 
     return build

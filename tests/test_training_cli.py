@@ -352,6 +352,56 @@ def test_bad_inputs_exit_2_with_one_line(tiny_data, tmp_path, capsys):
     _one_error_line(capsys, "reactnet_cifar", "adabin_resnet20")
 
 
+@pytest.mark.parametrize("flags,words", [
+    (["--batch-size", "0"], ["--batch-size", ">= 1"]),
+    (["--lr", "nan"], ["--lr", "finite"]),
+    (["--lr", "inf"], ["--lr", "finite"]),
+    (["--lr", "0"], ["--lr", "> 0"]),
+    (["--weight-decay=-1e-4"], ["--weight-decay"]),
+    (["--recipe", "reactnet_cifar", "--epochs", "1"], ["learning rate 0", "--epochs 2"]),
+])
+def test_hostile_flag_values_exit_2(tiny_data, tmp_path, capsys, flags, words):
+    out = tmp_path / "run"
+    assert main(_args(tiny_data, out, *flags)) == 2
+    _one_error_line(capsys, *words)
+    assert not out.exists()
+
+
+def test_a_failed_start_leaves_nothing_that_blocks_the_retry(tiny_data, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(_args((tmp_path / "wrong", tiny_data[1]), out)) == 2  # bad --data-dir
+    _one_error_line(capsys, "does not exist")
+    bad_val = tmp_path / "val12"
+    _npz(bad_val, 12, classes=12)
+    assert main(_args((tiny_data[0], bad_val), out)) == 2  # fails after creating the folder
+    _one_error_line(capsys, "mismatched classes")
+    assert not out.exists()
+    assert main(_args(tiny_data, out)) == 0  # the corrected command is not refused
+    assert (out / "model.keras").is_file()
+    # a real run is never removed by a later failed start with the same folder
+    assert main(_args((tmp_path / "wrong", tiny_data[1]), out)) == 2
+    capsys.readouterr()
+    assert (out / "model.keras").is_file()
+
+
+def test_output_dir_that_is_a_file_or_cannot_be_made(tiny_data, tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    assert main(_args(tiny_data, blocker)) == 2
+    _one_error_line(capsys, "is a file")
+    assert main(_args(tiny_data, blocker / "run")) == 2
+    _one_error_line(capsys, "cannot create --output-dir")
+    assert blocker.read_text() == "x"
+
+
+def test_default_output_dir_names_the_data(tiny_data, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    argv = [a for a in _args(tiny_data, tmp_path) if a != str(tmp_path)]
+    argv.remove("--output-dir")
+    assert main(argv) == 0
+    assert (tmp_path / "runs" / f"{TINY}_{tiny_data[0].name}_dwr_cifar" / "model.keras").is_file()
+
+
 def test_offline_tfds_download_exits_2(tmp_path, capsys):
     argv = ["--model", TINY, "--dataset", "cifar10", "--tfds-data-dir", str(tmp_path / "tfds"),
             "--output-dir", str(tmp_path / "run"), "--verbose", "0"]

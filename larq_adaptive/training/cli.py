@@ -7,6 +7,7 @@ good checkpoint is kept), 2 bad input (one ``train.py: error: ...`` line on stde
 import argparse
 import inspect
 import json
+import math
 import shutil
 import sys
 import time
@@ -17,12 +18,13 @@ import tensorflow as tf
 import larq_adaptive as lqa
 from larq_adaptive import export
 from larq_adaptive.command_line import Parser
+from larq_adaptive.keras2 import set_random_seed
 from larq_adaptive.models import available_models, get_model, model_entry
 from larq_adaptive.quantizers import SwitchableQuantizer
 from larq_adaptive.introspect import iter_quantizers
 from larq_adaptive.training import pipeline
 from larq_adaptive.training.distillation import Distiller
-from larq_adaptive.training.recipes import RECIPES, available_recipes, get_recipe
+from larq_adaptive.training.recipes import RECIPES, available_recipes, get_recipe, learning_rate
 from larq_adaptive.training.stages import CoupledWeightDecay, NaNLoss, run_stages
 
 PROG = "train.py"
@@ -102,16 +104,32 @@ def resolve(args):
             f"{args.model!r} with method {method}; its own recipe is {entry.recipe!r}"
         )
     defaults = DIGITS_DEFAULTS if args.dataset == "digits" and not args.data_dir else {}
-    args.epochs = args.epochs or defaults.get("epochs")
-    args.batch_size = args.batch_size or defaults.get("batch_size") or recipe.batch_size
+    if args.epochs is None:
+        args.epochs = defaults.get("epochs")
+    if args.batch_size is None:
+        args.batch_size = defaults.get("batch_size") or recipe.batch_size
     args.lr = args.lr if args.lr is not None else recipe.learning_rate
     args.optimizer = args.optimizer or recipe.optimizer
     for flag in ("epochs", "batch_size", "steps_per_epoch"):
         value = getattr(args, flag)
         if value is not None and value < 1:
             raise UsageError(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
+    if not (math.isfinite(args.lr) and args.lr > 0):
+        raise UsageError(f"--lr must be a finite number > 0, got {args.lr}")
+    if args.weight_decay is not None and not (math.isfinite(args.weight_decay)
+                                              and args.weight_decay >= 0):
+        raise UsageError(f"--weight-decay must be a finite number >= 0, got {args.weight_decay}")
+    for stage in stages_of(recipe, args):
+        if not any(learning_rate(recipe.schedule, args.lr, e, stage.epochs) > 0
+                   for e in range(stage.epochs)):
+            raise UsageError(
+                f"stage {stage.name} of recipe {recipe.name} would train {stage.epochs} epoch(s) "
+                f"at learning rate 0 (its {recipe.schedule} schedule reaches 0 in the last "
+                "epoch); pass --epochs 2 or more"
+            )
     if args.output_dir is None:
-        args.output_dir = str(Path("runs") / f"{args.model}_{args.dataset}_{args.recipe}")
+        data = Path(args.data_dir).resolve().name if args.data_dir else args.dataset
+        args.output_dir = str(Path("runs") / f"{args.model}_{data}_{args.recipe}")
     return recipe
 
 
@@ -130,6 +148,8 @@ def prepare_output_dir(args):
     out = Path(args.output_dir)
     config = {k: v for k, v in sorted(vars(args).items()) if k not in RUN_ONLY_FLAGS}
     config_file = out / "config.json"
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--output-dir {out} is a file, not a folder")
     if out.exists() and args.overwrite:
         shutil.rmtree(out)
     if out.exists() and any(out.iterdir()):
@@ -145,9 +165,24 @@ def prepare_output_dir(args):
         return True
     if args.resume:
         raise UsageError(f"--resume: no run to resume in {out}")
-    out.mkdir(parents=True, exist_ok=True)
-    config_file.write_text(json.dumps(config, indent=2) + "\n")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        config_file.write_text(json.dumps(config, indent=2) + "\n")
+    except OSError as error:
+        raise UsageError(f"cannot create --output-dir {out}: {error.strerror or error}") from None
     return False
+
+
+# What a start that failed before training leaves in a new run folder.
+SETUP_FILES = {"config.json", "summary.txt"}
+
+
+def _remove_failed_start(out):
+    """Remove a run folder that this call created and that holds nothing but setup files,
+    so that the corrected command is not refused; never touches a folder with training
+    output."""
+    if out.is_dir() and {p.name for p in out.iterdir()} <= SETUP_FILES:
+        shutil.rmtree(out)
 
 
 def make_strategy(name):
@@ -226,12 +261,16 @@ def run(args, extra_callbacks=()):
     log(f"{'resuming' if resumed else 'starting'} run in {out}: model {args.model}, recipe "
         f"{recipe.name}, dataset {args.data_dir or args.dataset}")
     tf.keras.backend.clear_session()
-    tf.keras.utils.set_random_seed(args.seed)
+    set_random_seed(args.seed)
     policy = tf.keras.mixed_precision.global_policy()
     if args.mixed_precision:
         tf.keras.mixed_precision.set_global_policy("mixed_float16")
     try:
         return _run(args, recipe, stages, out, log, extra_callbacks)
+    except (UsageError, pipeline.DataError):  # raised while setting up, before any epoch
+        if not resumed:
+            _remove_failed_start(out)
+        raise
     finally:
         tf.keras.mixed_precision.set_global_policy(policy)
 

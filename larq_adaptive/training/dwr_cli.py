@@ -22,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from larq_adaptive.command_line import Parser
+from larq_adaptive.keras2 import set_random_seed
 from larq_adaptive.models import available_models, get_model, model_entry
 from larq_adaptive.models.dwr_search import BACKBONES, final_backbone, reshape, search_widths
 from larq_adaptive.training import pipeline
@@ -154,7 +155,7 @@ def main(argv=None):
         parser.error(str(error))
     lr = args.lr if args.lr is not None else recipe.learning_rate
 
-    tf.keras.utils.set_random_seed(args.seed)
+    set_random_seed(args.seed)
     naive = reshape(base, args.s, args.width_multiplier)
     print(f"DWR {args.backbone} s={args.s:g} width multiplier {naive.width_multiplier:.3g} "
           f"method {args.method} -> {model_name}, pre-training recipe {recipe.name}")
