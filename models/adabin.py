@@ -86,11 +86,9 @@ def adabin_resnet20(
     )
 
 
-def _conv_shortcut(initializer, **options):
-    def shortcut(x, filters, strides, name):
-        return blocks.conv_shortcut(x, filters, strides, name, initializer, **options)
-
-    return shortcut
+def _torch_conv_shortcut(x, filters, strides, name):
+    """The CIFAR ResNet-18 shortcut: FP 1x1 conv (PyTorch default init) -> BN."""
+    return blocks.conv_shortcut(x, filters, strides, name, TORCH_DEFAULT)
 
 
 def _avg_down_shortcut(x, filters, strides, name):
@@ -113,10 +111,9 @@ def adabin_resnet18_cifar(
     method = _method(method, decomposed, TORCH_DEFAULT)
     inputs = blocks.image_input(input_shape, input_tensor, CIFAR["input_shape"])
     x = blocks.stem(inputs, 64, 3, 1, method, initializer=TORCH_DEFAULT)
-    shortcut = _conv_shortcut(TORCH_DEFAULT)
-
     def block(x, filters, strides, name, method):
-        return blocks.double_residual_block(x, filters, strides, name, method, shortcut)
+        return blocks.double_residual_block(x, filters, strides, name, method,
+                                            _torch_conv_shortcut)
 
     x = blocks.stages(x, (64, 128, 256, 512), (2, 2, 2, 2), (1, 2, 2, 2), block, method)
     if include_top:
