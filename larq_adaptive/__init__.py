@@ -2,7 +2,8 @@
 
     import larq_adaptive as lqa
     lqa.quantizers.AdaBinWeightQuantizer, lqa.layers.RPReLU, lqa.callbacks.EDESchedule,
-    lqa.summary(model), lqa.load_model(path), lqa.custom_objects(),
+    lqa.summary(model), lqa.load_model(path), lqa.save_model(model, path, **record),
+    lqa.read_metadata(path), lqa.custom_objects(),
     lqa.models.get_model(name), lqa.export.to_tflite(model, path), lqa.plot.curves_figure(run),
     lqa.training.get_recipe(name)
 
@@ -20,7 +21,12 @@ _ensure_keras2()
 
 from larq_adaptive import callbacks, introspect, layers, preprocessing, quantizers  # noqa: E402
 from larq_adaptive.profiling import summary  # noqa: E402
-from larq_adaptive.saving import custom_objects, load_model  # noqa: E402
+from larq_adaptive.saving import (  # noqa: E402
+    custom_objects,
+    load_model,
+    read_metadata,
+    save_model,
+)
 
 __version__ = "0.1.0"
 
@@ -38,6 +44,8 @@ __all__ = [
     "plot",
     "preprocessing",
     "quantizers",
+    "read_metadata",
+    "save_model",
     "summary",
     "training",
 ]

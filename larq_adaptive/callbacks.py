@@ -14,6 +14,7 @@ __all__ = [
     "FiniteBackupAndRestore",
     "FiniteCheckpoint",
     "ede_constants",
+    "set_binary_weights",
 ]
 
 
@@ -66,6 +67,12 @@ def _finite(logs):
     return loss is None or math.isfinite(float(loss))
 
 
+def set_binary_weights(model, active):
+    """Set the ``active`` flag of every :class:`SwitchableQuantizer` of ``model``."""
+    for quantizer in iter_quantizers(model, SwitchableQuantizer):
+        quantizer.active.assign(float(active))
+
+
 @register
 class BinaryWeightsSwitch(_FromConfig, tf.keras.callbacks.Callback):
     """Two-step training inside ``model.fit``: sets the ``active`` flag of every
@@ -82,9 +89,7 @@ class BinaryWeightsSwitch(_FromConfig, tf.keras.callbacks.Callback):
         self.at_epoch = at_epoch
 
     def on_epoch_begin(self, epoch, logs=None):
-        active = float(self.at_epoch is not None and epoch >= self.at_epoch)
-        for quantizer in iter_quantizers(self.model, SwitchableQuantizer):
-            quantizer.active.assign(active)
+        set_binary_weights(self.model, self.at_epoch is not None and epoch >= self.at_epoch)
 
     def get_config(self):
         return {"at_epoch": self.at_epoch}

@@ -5,7 +5,9 @@ pixels`` MACs, so quantizer state (AdaBin ``alpha``/``beta``/``ede_k``/``ede_t``
 FC kernels) shows up as spurious 32-bit MACs. :func:`summary` prints the same table where a
 conv/dense layer's MACs come from its kernel only, and DySign/DyPReLU hyper-functions add
 their true per-image FC MACs (32-bit). Parameters and memory are larq's own figures:
-binary kernels 1-bit, quantizer and hyper-function state 32-bit.
+binary kernels 1-bit, quantizer and hyper-function state 32-bit. A quantized kernel is
+counted at its quantizer's *current* precision, so stage 1 of two-step training (an inactive
+:class:`~larq_adaptive.quantizers.SwitchableQuantizer`) shows real-valued 32-bit kernels.
 """
 
 import larq as lq
@@ -25,6 +27,9 @@ class ExactLayerProfile(lq_models.LayerProfile):
 
     def __init__(self, layer):
         super().__init__(layer)
+        for profile in self.weight_profiles:
+            quantizer = getattr(profile._weight, "quantizer", None)  # larq QuantizedVariable
+            profile.bitwidth = getattr(quantizer, "precision", None) or profile.bitwidth
         self.hyper_functions = [m for m in layer.submodules if isinstance(m, HyperFunction)]
         self.op_profiles = []
         is_mac_layer = isinstance(layer, lq_models.mac_containing_layers)

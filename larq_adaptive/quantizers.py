@@ -217,14 +217,23 @@ class SwitchableQuantizer(lq.quantizers.Quantizer):
     Two-step training (ReActNet, DyBNN, DWR) trains real-valued weights first and then
     binary ones in the same model: a callback flips ``active`` inside ``model.fit`` (a
     Python attribute would be ignored by the traced train function). For export, freeze it
-    to the final stage. ``precision`` is that of the wrapped quantizer (the final stage).
+    to the final stage. ``precision`` is what is trained now: the wrapped quantizer's while
+    active, 32 while inactive (so :func:`larq_adaptive.summary` reports stage 1 of two-step
+    training as real-valued kernels); ``final_precision`` is the wrapped quantizer's.
     """
 
     def __init__(self, quantizer, active=False, **kwargs):
         super().__init__(**kwargs)
         self.quantizer = lq.quantizers.get(quantizer)
         self.active_init = bool(active)
-        self.precision = getattr(self.quantizer, "precision", None)
+        self.final_precision = getattr(self.quantizer, "precision", None)
+
+    @property
+    def precision(self):
+        active = self.active_init
+        if getattr(self, "active", None) is not None and tf.executing_eagerly():
+            active = bool(self.active.numpy() > 0.5)
+        return self.final_precision if active else 32
 
     def build(self, input_shape):
         self.active = self.add_weight(

@@ -1,13 +1,25 @@
-"""Loading models that use larq-adaptive objects.
+"""Saving and loading models that use larq-adaptive objects.
 
 Loading is a security boundary: ``.keras`` files are loaded with Keras ``safe_mode=True``
 (no ``Lambda`` layers or arbitrary code), and nothing here unpickles user files.
+
+:func:`save_model` also records, inside the ``.keras`` archive, what a later user of the file
+must know to feed it (the registered model name and its input preprocessing);
+:func:`read_metadata` reads that record back (JSON, no code).
 """
+
+import json
+import zipfile
 
 import larq  # noqa: F401  (registers larq's own objects)
 import tensorflow as tf
 
 from larq_adaptive.serialization import registered_objects
+
+__all__ = ["METADATA_FILE", "custom_objects", "load_model", "read_metadata", "save_model"]
+
+METADATA_FILE = "larq_adaptive.json"  # member of a .keras archive written by save_model
+_MAX_METADATA_BYTES = 65536
 
 
 def custom_objects():
@@ -27,3 +39,35 @@ def load_model(path, compile=True):
     if path.endswith(".keras"):
         kwargs["safe_mode"] = True
     return tf.keras.models.load_model(path, **kwargs)
+
+
+def save_model(model, path, **metadata):
+    """``model.save(path)``; for a ``.keras`` file, ``metadata`` (JSON values, e.g.
+    ``model_name=``, ``preprocessing=``) plus the input shape are stored in the archive as
+    ``larq_adaptive.json``, which Keras ignores and :func:`read_metadata` returns."""
+    path = str(path)
+    model.save(path)
+    if path.endswith(".keras"):
+        record = {"input_shape": list(model.input_shape[1:]), **metadata}
+        with zipfile.ZipFile(path, "a") as archive:
+            archive.writestr(METADATA_FILE, json.dumps(record, indent=2))
+
+
+def read_metadata(path):
+    """The record :func:`save_model` stored in a ``.keras`` file, or ``{}`` if there is none
+    (another format, or a file saved by plain Keras)."""
+    path = str(path)
+    if not zipfile.is_zipfile(path):
+        return {}
+    with zipfile.ZipFile(path) as archive:
+        try:
+            info = archive.getinfo(METADATA_FILE)
+        except KeyError:
+            return {}
+        if info.file_size > _MAX_METADATA_BYTES:
+            return {}
+        try:
+            record = json.loads(archive.read(info))
+        except ValueError:
+            return {}
+    return record if isinstance(record, dict) else {}

@@ -63,12 +63,14 @@ def _method(method, decomposed, initializer):
     return get_method(method, "adabin", decomposed=decomposed, kernel_initializer=initializer)
 
 
-@register_with_float_twin("adabin_resnet20", **CIFAR)
+@register_with_float_twin("adabin_resnet20", provenance="official", **CIFAR)
 def adabin_resnet20(
     *, input_shape=None, input_tensor=None, weights=None, include_top=True, num_classes=10,
     method="adabin", decomposed=False,
 ):
     """AdaBin ResNet-20 for CIFAR-10, exactly the official ``resnet20_1w1a``.
+
+    Provenance: official (``cifar10/nets/resnet20.py``; the official checkpoint loads).
 
     FP stem conv 3->16 + BN + Maxout; 3 stages x 3 BasicBlocks (16/32/64 channels, stride 2
     at the first block of stages 2 and 3) with option-A shortcuts; head GAP -> BN -> Dense.
@@ -96,12 +98,14 @@ def _avg_down_shortcut(x, filters, strides, name):
     return blocks.avg_pool_shortcut(x, filters, strides, name, HE_FAN_OUT, ceil_mode=True)
 
 
-@register_with_float_twin("adabin_resnet18_cifar", **CIFAR)
+@register_with_float_twin("adabin_resnet18_cifar", provenance="official", **CIFAR)
 def adabin_resnet18_cifar(
     *, input_shape=None, input_tensor=None, weights=None, include_top=True, num_classes=10,
     method="adabin", decomposed=False,
 ):
     """AdaBin ResNet-18 for CIFAR-10 (official ``cifar10/nets/resnet18.py``).
+
+    Provenance: official (``cifar10/nets/resnet18.py``).
 
     FP stem conv 3x3 3->64 + BN + Maxout (no max-pool); stages 64/128/256/512 x 2 blocks
     (strides 1, 2, 2, 2); FP 1x1 conv + BN shortcut when the shape changes; head
@@ -140,12 +144,14 @@ def _imagenet_resnet(name, stage_blocks, *, method, decomposed, input_shape, inp
     return blocks.finish(inputs, x, input_tensor, name, method, weights)
 
 
-@register_with_float_twin("adabin_resnet18", **IMAGENET)
+@register_with_float_twin("adabin_resnet18", provenance="official", **IMAGENET)
 def adabin_resnet18(
     *, input_shape=None, input_tensor=None, weights=None, include_top=True, num_classes=1000,
     method="adabin", decomposed=False,
 ):
     """AdaBin ResNet-18 for ImageNet (official ``imagenet/nets/resnet18.py``).
+
+    Provenance: official (``imagenet/nets/resnet18.py``, minus two modules it never calls).
 
     FP stem conv 7x7/2 p3 3->64 + BN + Maxout + MaxPool 3x3/2 p1; stages 64/128/256/512 x 2
     blocks; ``avg_down`` shortcut (AvgPool 2x2 -> FP 1x1 conv -> BN); head GAP -> BN -> Dense.
@@ -159,13 +165,15 @@ def adabin_resnet18(
     )
 
 
-@register_with_float_twin("adabin_resnet34", **IMAGENET)
+@register_with_float_twin("adabin_resnet34", provenance="official", **IMAGENET)
 def adabin_resnet34(
     *, input_shape=None, input_tensor=None, weights=None, include_top=True, num_classes=1000,
     method="adabin", decomposed=False,
 ):
     """AdaBin ResNet-34 for ImageNet (official ``imagenet/nets/resnet34.py``): as
-    :func:`adabin_resnet18` with 3/4/6/3 blocks. About 21.8 M parameters."""
+    :func:`adabin_resnet18` with 3/4/6/3 blocks. About 21.8 M parameters.
+
+    Provenance: official (``imagenet/nets/resnet34.py``)."""
     return _imagenet_resnet(
         "adabin_resnet34", (3, 4, 6, 3), method=method, decomposed=decomposed,
         input_shape=input_shape, input_tensor=input_tensor, weights=weights,
@@ -173,12 +181,16 @@ def adabin_resnet34(
     )
 
 
-@register_with_float_twin("adabin_vgg_small", **CIFAR)
+@register_with_float_twin("adabin_vgg_small", provenance="reconstructed", **CIFAR)
 def adabin_vgg_small(
     *, input_shape=None, input_tensor=None, weights=None, include_top=True, num_classes=10,
     method="adabin", decomposed=False,
 ):
     """AdaBin VGG-small for CIFAR-10 (:func:`larq_adaptive.models.blocks.vgg_small`).
+
+    Provenance: reconstructed. The AdaBin paper reports VGG-small, but the official code
+    has no VGG-small; the layout below is the usual BNN VGG-small with AdaBin's
+    convs and Maxout (assumed: the FP stem, pooling before BN, He-normal init).
 
     FP conv 3x3 3->128 -> BN -> Maxout (``stem_*``: like the ResNet stems, so that the first
     binary conv sees a normalised, non-binarized input), then five AdaBin convs

@@ -67,10 +67,10 @@ __all__ = [
     "search_widths",
 ]
 
-# Default train.py recipes (larq_adaptive.training.recipes); float twins: one step.
+# Default train.py recipes (larq_adaptive.training.recipes); float twins: "<recipe>_float".
 CIFAR = dict(input_shape=(32, 32, 3), num_classes=10, recipe="dwr_cifar", family="dwr")
 IMAGENET = dict(input_shape=(224, 224, 3), num_classes=1000, recipe="dwr_imagenet_two_step",
-                float_recipe="dwr_imagenet", family="dwr")
+                family="dwr")
 
 
 def _method(method, family, binary_weights):
@@ -116,12 +116,14 @@ def convalg(x, filters, name="alg"):
 # CIFAR-10
 
 
-@register_with_float_twin("dwr_resnet20", method="irnet", **CIFAR)
+@register_with_float_twin("dwr_resnet20", method="irnet", provenance="official", **CIFAR)
 def dwr_resnet20(
     *, input_shape=None, input_tensor=None, weights=None, include_top=True, num_classes=10,
     widths=(16, 78, 134), blocks=(1, 1, 1), method="irnet", binary_weights=True,
 ):
     """DWR ResNet-20 for CIFAR-10 (official ``CIFAR-10/ResNet-20``, IR-Net style).
+
+    Provenance: official (``CIFAR-10/ResNet-20/resnet.py``).
 
     FP stem conv 3x3 3->16 -> BN -> Hardtanh; one stage per width (strides 1, 2, 2) of
     ``blocks`` blocks ``h = HT(BN(conv1(x)) + optionA(x)); y = HT(BN(conv2(h)) + h)``, where
@@ -136,12 +138,15 @@ def dwr_resnet20(
     )
 
 
-@register_with_float_twin("dwr_reactnet_resnet20", method="reactnet", **CIFAR)
+@register_with_float_twin("dwr_reactnet_resnet20", method="reactnet", provenance="official",
+                          **CIFAR)
 def dwr_reactnet_resnet20(
     *, input_shape=None, input_tensor=None, weights=None, include_top=True, num_classes=10,
     widths=(30, 86, 154), blocks=(1, 1, 1), method="reactnet", binary_weights=True,
 ):
     """DWR ResNet-20 + ReActNet for CIFAR-10 (official ``CIFAR-10/ResNet-20+ReActNet``).
+
+    Provenance: official (``CIFAR-10/ResNet-20+ReActNet/resnet.py``).
 
     As :func:`dwr_resnet20` with widths 30/86/154, RSign before every binary conv, ReActNet
     weights and RPReLU for every Hardtanh. Deviation: the official stem and ``alg2`` keep a
@@ -158,13 +163,16 @@ def dwr_reactnet_resnet20(
 
 
 @register_with_float_twin(
-    "dwr_resnet18_cifar", method="irnet", **{**CIFAR, "recipe": "dwr_cifar_resnet18"}
+    "dwr_resnet18_cifar", method="irnet", provenance="official",
+    **{**CIFAR, "recipe": "dwr_cifar_resnet18"}
 )
 def dwr_resnet18_cifar(
     *, input_shape=None, input_tensor=None, weights=None, include_top=True, num_classes=10,
     widths=(120, 222, 290, 458), blocks=(1, 1, 1, 1), method="irnet", binary_weights=True,
 ):
     """DWR ResNet-18 for CIFAR-10 (official ``CIFAR-10/ResNet-18``).
+
+    Provenance: official (``CIFAR-10/ResNet-18/resnet.py``).
 
     FP stem conv 3x3 3->64 -> BN -> Hardtanh; stages (strides 1, 2, 2, 2) of standard
     BasicBlocks ``HT(BN(conv2(HT(BN(conv1(x))))) + SC(x))`` with SC = FP 1x1 conv + BN when
@@ -180,13 +188,15 @@ def dwr_resnet18_cifar(
     return finish(inputs, x, input_tensor, "dwr_resnet18_cifar", method, weights)
 
 
-@register_with_float_twin("dwr_vgg_small", method="irnet", **CIFAR)
+@register_with_float_twin("dwr_vgg_small", method="irnet", provenance="official", **CIFAR)
 def dwr_vgg_small(
     *, input_shape=None, input_tensor=None, weights=None, include_top=True, num_classes=10,
     widths=(106, 252, 256, 512, 512), blocks=(1, 1, 1, 1, 1), method="irnet",
     binary_weights=True,
 ):
     """DWR VGG-small for CIFAR-10 (official ``CIFAR-10/VGG-Small&VGG-11/vgg.py``).
+
+    Provenance: official (``CIFAR-10/VGG-Small&VGG-11/vgg.py``).
 
     FP conv 3x3 3->128 -> BN -> Hardtanh (``stem_*``); five "stages" of ``blocks[s]`` binary
     convs of width ``widths[s]``, each conv -> [MaxPool 2x2 after the last conv of stages 1,
@@ -206,12 +216,15 @@ def dwr_vgg_small(
 # ImageNet
 
 
-@register_with_float_twin("dwr_reactnet_resnet18", method="reactnet", **IMAGENET)
+@register_with_float_twin("dwr_reactnet_resnet18", method="reactnet", provenance="official",
+                          **IMAGENET)
 def dwr_reactnet_resnet18(
     *, input_shape=None, input_tensor=None, weights=None, include_top=True, num_classes=1000,
     widths=(116, 188, 408, 910), blocks=(2, 2, 2, 2), method="reactnet", binary_weights=True,
 ):
     """DWR ResNet-18 + ReActNet for ImageNet (official ``ImageNet/resnet-18+reactnet``).
+
+    Provenance: official (``ImageNet/resnet-18+reactnet/birealnet.py``).
 
     FP stem conv 7x7/2 p3 3->64 -> BN -> PReLU -> MaxPool 3x3/2 p1; :func:`convalg`
     64 -> ``widths[0]`` (at most 128); one-conv ReActNet blocks

@@ -46,13 +46,16 @@ def _build(network, name, method, binary_weights, reduction, hidden_activation, 
     return network(name=name, method=method, **kwargs)
 
 
-@register_with_float_twin("dybnn_resnet20", **DYBNN, **CIFAR)
+@register_with_float_twin("dybnn_resnet20", provenance="reconstructed", **DYBNN, **CIFAR)
 def dybnn_resnet20(
     *, input_shape=None, input_tensor=None, weights=None, include_top=True, num_classes=10,
     method="dybnn", binary_weights=True, reduction=16, hidden_activation="relu",
 ):
     """DyBNN ResNet-20 for CIFAR-10: :func:`~larq_adaptive.models.reactnet.reactnet_resnet20`
-    with DySign/DyPReLU (the stem activation included)."""
+    with DySign/DyPReLU (the stem activation included).
+
+    Provenance: reconstructed (DyBNN has no official code; the hyper-function is assumed, see
+    the module docstring) on an adapted backbone (ReActNet has no CIFAR network)."""
     return _build(
         reactnet.resnet20_network, "dybnn_resnet20", method, binary_weights, reduction,
         hidden_activation, input_shape=input_shape, input_tensor=input_tensor, weights=weights,
@@ -61,14 +64,18 @@ def dybnn_resnet20(
 
 
 @register_with_float_twin(
-    "dybnn_resnet18", recipe=reactnet.RESNET18_RECIPE, **DYBNN, **IMAGENET
+    "dybnn_resnet18", recipe=reactnet.RESNET18_RECIPE, provenance="reconstructed", **DYBNN,
+    **IMAGENET
 )
 def dybnn_resnet18(
     *, input_shape=None, input_tensor=None, weights=None, include_top=True, num_classes=1000,
     method="dybnn", binary_weights=True, reduction=16, hidden_activation="relu",
 ):
     """DyBNN ReAct ResNet-18 for ImageNet: :func:`~larq_adaptive.models.reactnet.reactnet_resnet18`
-    with DySign/DyPReLU."""
+    with DySign/DyPReLU.
+
+    Provenance: reconstructed (DyBNN has no official code; the hyper-function is assumed, see
+    the module docstring) on the official ReActNet ResNet-18 backbone."""
     return _build(
         reactnet.resnet18_network, "dybnn_resnet18", method, binary_weights, reduction,
         hidden_activation, input_shape=input_shape, input_tensor=input_tensor, weights=weights,
@@ -77,14 +84,18 @@ def dybnn_resnet18(
 
 
 @register_with_float_twin(
-    "dybnn_reactnet_a", recipe=reactnet.REACTNET_A_RECIPE, **DYBNN, **IMAGENET
+    "dybnn_reactnet_a", recipe=reactnet.REACTNET_A_RECIPE, provenance="reconstructed", **DYBNN,
+    **IMAGENET
 )
 def dybnn_reactnet_a(
     *, input_shape=None, input_tensor=None, weights=None, include_top=True, num_classes=1000,
     method="dybnn", binary_weights=True, reduction=16, hidden_activation="relu",
 ):
     """DyBNN ReActNet-A for ImageNet: :func:`~larq_adaptive.models.reactnet.reactnet_a` with
-    DySign/DyPReLU in place of every RSign/RPReLU."""
+    DySign/DyPReLU in place of every RSign/RPReLU.
+
+    Provenance: reconstructed (DyBNN has no official code; the hyper-function is assumed, see
+    the module docstring) on the ReActNet-A backbone."""
     return _build(
         reactnet.reactnet_a_network, "dybnn_reactnet_a", method, binary_weights, reduction,
         hidden_activation, input_shape=input_shape, input_tensor=input_tensor, weights=weights,

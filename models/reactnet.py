@@ -52,10 +52,9 @@ from larq_adaptive.models.registry import register_with_float_twin
 
 __all__ = ["reactnet_a", "reactnet_resnet18", "reactnet_resnet20"]
 
-# Default train.py recipes (larq_adaptive.training.recipes); float twins train in one step.
-CIFAR = dict(input_shape=(32, 32, 3), num_classes=10, recipe="reactnet_cifar",
-             float_recipe="dwr_cifar")
-IMAGENET = dict(input_shape=(224, 224, 3), num_classes=1000, float_recipe="dwr_imagenet")
+# Default train.py recipes (larq_adaptive.training.recipes); float twins: "<recipe>_float".
+CIFAR = dict(input_shape=(32, 32, 3), num_classes=10, recipe="reactnet_cifar")
+IMAGENET = dict(input_shape=(224, 224, 3), num_classes=1000)
 REACTNET = dict(family="reactnet", method="reactnet")
 RESNET18_RECIPE = "reactnet_resnet18_two_step"  # [RA] resnet/run.sh
 REACTNET_A_RECIPE = "reactnet_two_step"  # [RA] mobilenet/run.sh
@@ -138,12 +137,15 @@ def reactnet_a_network(*, name, method, input_shape, input_tensor, weights, incl
 # Registered builders.
 
 
-@register_with_float_twin("reactnet_resnet20", **REACTNET, **CIFAR)
+@register_with_float_twin("reactnet_resnet20", provenance="adapted", **REACTNET, **CIFAR)
 def reactnet_resnet20(
     *, input_shape=None, input_tensor=None, weights=None, include_top=True, num_classes=10,
     method="reactnet", binary_weights=True,
 ):
     """ReActNet ResNet-20 for CIFAR-10.
+
+    Provenance: adapted. The ReActNet code has no CIFAR network: this is the CIFAR ResNet-20
+    (AdaBin/IR-Net layout) with ReActNet's binary conv, RSign and RPReLU in every block.
 
     FP stem conv 3x3 3->16 -> BN -> RPReLU; 3 stages x 3 blocks (16/32/64, stride 2 at the
     first block of stages 2 and 3); each block is
@@ -159,13 +161,15 @@ def reactnet_resnet20(
 
 
 @register_with_float_twin(
-    "reactnet_resnet18", recipe=RESNET18_RECIPE, **REACTNET, **IMAGENET
+    "reactnet_resnet18", recipe=RESNET18_RECIPE, provenance="official", **REACTNET, **IMAGENET
 )
 def reactnet_resnet18(
     *, input_shape=None, input_tensor=None, weights=None, include_top=True, num_classes=1000,
     method="reactnet", binary_weights=True,
 ):
     """ReActNet ResNet-18 (Bi-Real-based) for ImageNet, official ``birealnet18``.
+
+    Provenance: official (``resnet/1_step1/birealnet.py``, ``resnet/2_step2/birealnet.py``).
 
     Stem conv 7x7/2 p3 3->64 -> BN -> MaxPool 3x3/2 p1; 4 x 4 one-conv blocks
     ``RPReLU(BN(conv3x3(RSign(x))) + SC(x))`` at 64/128/256/512 (SC = AvgPool 2x2/2 -> FP
@@ -181,13 +185,15 @@ def reactnet_resnet18(
 
 
 @register_with_float_twin(
-    "reactnet_a", recipe=REACTNET_A_RECIPE, **REACTNET, **IMAGENET
+    "reactnet_a", recipe=REACTNET_A_RECIPE, provenance="adapted", **REACTNET, **IMAGENET
 )
 def reactnet_a(
     *, input_shape=None, input_tensor=None, weights=None, include_top=True, num_classes=1000,
     method="reactnet", binary_weights=True,
 ):
     """ReActNet-A (MobileNetV1-based) for ImageNet, official ``reactnet``.
+
+    Provenance: adapted: the official ``mobilenet/*/reactnet.py`` with one deviation (below).
 
     See :func:`reactnet_a_block`. 29.3 M parameters, 4.817 G binary MACs, 11.9 M FP MACs,
     31 binary convs. Deviation: the official code feeds the two 1x1 convs of a doubling

@@ -5,7 +5,8 @@ Words, one meaning each: a model's **family** is the paper its architecture come
 (``"adabin"``, ``"reactnet"``, ``"dybnn"``, ``"dwr"``); its **method** is how its convolutions
 binarize (a row of :mod:`larq_adaptive.models.methods`, ``"float"`` for the real-valued twins);
 its **recipe** is the default training recipe (:mod:`larq_adaptive.training.recipes`); its
-**preprocessing** names the input normalisation (:mod:`larq_adaptive.preprocessing`).
+**preprocessing** names the input normalisation (:mod:`larq_adaptive.preprocessing`); its
+**provenance** says how closely it follows released code (:data:`PROVENANCES`).
 """
 
 import dataclasses
@@ -14,6 +15,7 @@ import functools
 from larq_adaptive.preprocessing import normalize
 
 __all__ = [
+    "PROVENANCES",
     "ModelEntry",
     "available_models",
     "get_model",
@@ -22,6 +24,16 @@ __all__ = [
     "register_model",
     "register_with_float_twin",
 ]
+
+
+PROVENANCES = {
+    "official": "exactly the architecture of the paper's official code (same layers and "
+                "parameters; official weights would load)",
+    "adapted": "the method's official building blocks on an architecture or in a form its "
+               "official code does not have (the builder docstring says what differs)",
+    "reconstructed": "no official code: built from the paper's description (the builder "
+                     "docstring says what was assumed)",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +49,7 @@ class ModelEntry:
     recipe: str  # default train.py recipe
     preprocessing: str = "imagenet"  # x/255 then ImageNet mean/std, as every official recipe
     float_twin: bool = False  # the method="float" twin of a binary model
+    provenance: str = None  # a key of PROVENANCES (the twin: its binary model's architecture)
 
     @property
     def binary(self):
@@ -47,24 +60,27 @@ _MODELS = {}
 
 
 def register_model(name, *, input_shape, num_classes, family, method, recipe,
-                   preprocessing="imagenet", float_twin=False):
+                   preprocessing="imagenet", float_twin=False, provenance=None):
     """Decorator registering a keyword-only builder under ``name``."""
 
     def decorator(builder):
         if name in _MODELS:
             raise ValueError(f"model {name!r} is registered twice")
+        if provenance is not None and provenance not in PROVENANCES:
+            raise ValueError(f"provenance must be one of {sorted(PROVENANCES)}, got {provenance!r}")
         _MODELS[name] = ModelEntry(
             name, builder, tuple(input_shape), num_classes, family, method, recipe,
-            preprocessing, float_twin,
+            preprocessing, float_twin, provenance,
         )
         return builder
 
     return decorator
 
 
-def register_with_float_twin(name, *, method, recipe, float_recipe=None, **entry):
+def register_with_float_twin(name, *, method, recipe, **entry):
     """Register ``builder`` as ``name`` and its ``method="float"`` twin as ``float_<name>``
-    (same family; recipe ``float_recipe``, default ``recipe``)."""
+    (same family; recipe ``<recipe>_float``: the binary recipe minus what only binary training
+    needs, see :func:`larq_adaptive.training.recipes.float_recipe`)."""
 
     def decorator(builder):
         register_model(name, method=method, recipe=recipe, **entry)(builder)
@@ -78,7 +94,7 @@ def register_with_float_twin(name, *, method, recipe, float_recipe=None, **entry
         float_builder.__name__ = f"float_{builder.__name__}"
         float_builder.__qualname__ = float_builder.__name__
         float_builder.__doc__ = f"Real-valued twin of :func:`{builder.__name__}` (``method='float'``)."
-        register_model(f"float_{name}", method="float", recipe=float_recipe or recipe,
+        register_model(f"float_{name}", method="float", recipe=f"{recipe}_float",
                        float_twin=True, **entry)(float_builder)
         return builder
 

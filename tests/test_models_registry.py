@@ -2,14 +2,18 @@
 metadata as data, and the keras.applications builder signature and behaviour."""
 
 import inspect
+import re
 
 import pytest
 import tensorflow as tf
 
 from larq_adaptive.models import available_models, get_model, model_entry
 from larq_adaptive.models.methods import METHODS
+from larq_adaptive.models.registry import PROVENANCES
 from larq_adaptive.preprocessing import PREPROCESSINGS
 from larq_adaptive.training.recipes import get_recipe
+
+from conftest import REPO
 
 FAMILIES = ("adabin", "reactnet", "dybnn", "dwr")
 APPLICATION_ARGUMENTS = ("input_shape", "input_tensor", "weights", "include_top", "num_classes")
@@ -44,8 +48,21 @@ def test_metadata(name):
         assert (twin.family, twin.input_shape, twin.num_classes) == (
             entry.family, entry.input_shape, entry.num_classes)
         assert not get_recipe(twin.recipe).two_step  # nothing binary to switch on
+        assert twin.provenance == entry.provenance in PROVENANCES
+        assert f"Provenance: {entry.provenance}" in inspect.getdoc(entry.builder)
     else:
         assert entry.float_twin and model_entry(name[len("float_"):]).binary
+
+
+def test_readme_model_table_gives_each_models_provenance():
+    listed = {}
+    for row in (REPO / "README.md").read_text().splitlines():
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        if row.startswith("| `") and len(cells) == 4 and cells[2] in PROVENANCES:
+            for name in re.findall(r"`(\w+)`", cells[0]):
+                listed[name] = cells[2]
+    binary = {n: model_entry(n).provenance for n in available_models() if model_entry(n).binary}
+    assert listed == binary
 
 
 @pytest.mark.parametrize("name", available_models())

@@ -9,7 +9,8 @@ import pytest
 from larq_adaptive.keras2 import tensorflow_version
 
 PUBLIC = ("callbacks", "custom_objects", "data", "export", "introspect", "layers", "load_model",
-          "models", "plot", "preprocessing", "quantizers", "summary", "training")
+          "models", "plot", "preprocessing", "quantizers", "read_metadata", "save_model",
+          "summary", "training")
 
 
 def _run(code, env):

@@ -13,14 +13,17 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import tensorflow as tf
 
 import larq_adaptive as lqa
 from larq_adaptive import export
+from larq_adaptive.callbacks import set_binary_weights
 from larq_adaptive.command_line import Parser
 from larq_adaptive.keras2 import set_random_seed
 from larq_adaptive.models import available_models, get_model, model_entry
 from larq_adaptive.quantizers import SwitchableQuantizer
+from larq_adaptive.saving import read_metadata, save_model
 from larq_adaptive.introspect import iter_quantizers
 from larq_adaptive.training import pipeline
 from larq_adaptive.training.distillation import Distiller
@@ -74,8 +77,12 @@ def build_parser():
     add("--optimizer", choices=("sgd", "adam"), help="default: the recipe's")
     add("--weight-decay", type=float,
         help="coupled L2 of every decaying stage (default: the recipe's; 0 stays 0)")
-    add("--teacher", help="knowledge-distillation teacher: a saved .keras/.h5 model (e.g. the "
-        "float twin trained with this script) or a registered model name")
+    add("--teacher", help="knowledge-distillation teacher: a model.keras saved by this script "
+        "(e.g. the float twin's; it records its preprocessing) or a registered model name; "
+        "its input size and preprocessing must match the student's")
+    add("--force-teacher", action="store_true", help="use --teacher although its input size "
+        "or recorded preprocessing differs from the student's or is not recorded (a different "
+        "size: the teacher sees the batch resized)")
     add("--output-dir", help="default: runs/<model>_<dataset>_<recipe>")
     add("--resume", action="store_true", help="continue the run in --output-dir (re-running "
         "the same command does the same)")
@@ -157,7 +164,8 @@ def prepare_output_dir(args):
             raise UsageError(f"output dir {out} is not empty and holds no run; pass --overwrite "
                              "or another --output-dir")
         old = json.loads(config_file.read_text())
-        changed = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k))
+        changed = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k)
+                         and (k in old or config[k]))  # a flag added since: default is same
         if changed:
             diff = ", ".join(f"{k}: {old.get(k)!r} -> {config.get(k)!r}" for k in changed)
             raise UsageError(f"output dir {out} holds a run with different flags ({diff}); "
@@ -216,7 +224,13 @@ def build_student(args, recipe, num_classes):
     return model
 
 
-def load_teacher(spec, num_classes, log):
+def load_teacher(args, num_classes, log):
+    """The frozen ``--teacher``: a registered model (built untrained) or a model file. It must
+    predict ``num_classes`` classes and expect the student's input size and preprocessing
+    (recorded in a ``.keras`` saved by train.py / :func:`larq_adaptive.saving.save_model`);
+    ``--force-teacher`` accepts a different or unrecorded preprocessing and a different input
+    size (the teacher then sees the batch resized to its own size)."""
+    spec, student = args.teacher, model_entry(args.model)
     if spec is None:
         return None
     if Path(spec).exists():
@@ -225,29 +239,52 @@ def load_teacher(spec, num_classes, log):
         except Exception as error:  # corrupt or foreign file
             raise UsageError(f"cannot load teacher {spec}: {type(error).__name__}: "
                              f"{str(error).splitlines()[0] if str(error) else ''}") from None
+        preprocessing = read_metadata(spec).get("preprocessing")
     elif spec in available_models():
         log(f"note: teacher {spec!r} is built untrained (no download here); train it first and "
             "pass its model.keras for real distillation")
         entry = model_entry(spec)
         teacher = get_model(spec, input_shape=entry.input_shape, num_classes=num_classes)
+        preprocessing = entry.preprocessing
     else:
         raise UsageError(f"--teacher {spec!r} is neither a file nor a registered model")
     classes = teacher.output_shape[-1]
     if classes != num_classes:
         raise UsageError(f"mismatched classes: teacher {spec} predicts {classes} classes, the "
                          f"data has {num_classes}")
+    shape = tuple(teacher.input_shape[1:])
+    if len(shape) != 3 or shape[-1] != student.input_shape[-1]:
+        raise UsageError(f"teacher {spec} takes inputs of shape {shape}, the student "
+                         f"{student.input_shape}: a teacher needs images with as many channels")
+    problems = []
+    if shape != tuple(student.input_shape):
+        problems.append(f"input size {shape[:2]} (student: {tuple(student.input_shape[:2])})")
+    if preprocessing is None:
+        problems.append("no recorded preprocessing (not saved by train.py)")
+    elif preprocessing != student.preprocessing:
+        problems.append(f"preprocessing {preprocessing!r} (student: {student.preprocessing!r})")
+    if problems and not args.force_teacher:
+        raise UsageError(f"teacher {spec} has {' and '.join(problems)}; it would see inputs "
+                         "unlike its training data. Pass --force-teacher to use it anyway")
+    for problem in problems:
+        log(f"note: --force-teacher: teacher {spec} has {problem}")
     return teacher
 
 
-def _tee(path):
-    handle = open(path, "w")
+DEPLOYED = ("The network as deployed (the binary kernels of every stage on); "
+            "stage_k/summary.txt shows what stage k trains.")
 
-    def write(line=""):
-        print(line)
-        handle.write(line + "\n")
-        handle.flush()
 
-    return write, handle
+def write_summary(student, path, deployed=False, echo=False):
+    """``lqa.summary`` of ``student`` into ``path`` (and stdout if ``echo``): as deployed
+    (every two-step switch on) or in its current state (what the running stage trains)."""
+    if deployed:
+        set_binary_weights(student, True)
+    lines = [DEPLOYED] if deployed else []
+    lqa.summary(student, print_fn=lines.append)
+    Path(path).write_text("\n".join(lines) + "\n")
+    if echo:
+        print("\n".join(lines))
 
 
 def run(args, extra_callbacks=()):
@@ -303,20 +340,17 @@ def _run(args, recipe, stages, out, log, extra_callbacks):
             "on hard labels (cross-entropy)")
     with strategy.scope():
         student = build_student(args, recipe, num_classes)
-        teacher = load_teacher(args.teacher, num_classes, log)
+        teacher = load_teacher(args, num_classes, log)
         model = Distiller(student, teacher, name="distiller") if use_kd else student
         decay = CoupledWeightDecay(student, recipe.decay)
-    write, handle = _tee(out / "summary.txt")
-    try:
-        lqa.summary(student, print_fn=write)
-    finally:
-        handle.close()
+    write_summary(student, out / "summary.txt", deployed=True, echo=True)
     plan = {
         "optimizer": args.optimizer, "lr": args.lr, "schedule": recipe.schedule,
         "ede": recipe.ede,
         "loss": tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         "weight_decay": decay, "steps_per_epoch": args.steps_per_epoch,
         "validation_freq": args.validation_freq or None, "verbose": args.verbose,
+        "describe": lambda stage_dir: write_summary(student, stage_dir / "summary.txt"),
     }
     if not args.validation_freq:
         plan["validation_freq"], val_for_fit = 1, None
@@ -325,14 +359,14 @@ def _run(args, recipe, stages, out, log, extra_callbacks):
     start = time.time()
     histories = run_stages(model, student, stages, plan, out, strategy, train_data, val_for_fit,
                            log=log, extra_callbacks=extra_callbacks)
-    with strategy.scope():
-        student.compile(loss=plan["loss"],
-                        metrics=[tf.keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
-    loss, accuracy = student.evaluate(val_data, verbose=0)
-    student.save(out / "model.keras")
-    results = {"test_accuracy": float(accuracy), "test_loss": float(loss),
-               "test_images": len(val_source), "train_seconds": round(time.time() - start, 1),
-               "stages": [s.name for s in stages], "histories": histories}
+    save_model(student, out / "model.keras", model_name=args.model,
+                          preprocessing=entry.preprocessing)
+    validation_freq = plan["validation_freq"] if val_for_fit else 0
+    results = {**test_results(student, val_data, args.batch_size, recipe),
+               "train_seconds": round(time.time() - start, 1),
+               "stages": [s.name for s in stages],
+               **epoch_records(stages, histories, validation_freq), "histories": histories}
+    accuracy = results["test_accuracy"]
     (out / "results.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
     log(f"test accuracy: {accuracy:.4f} ({len(val_source)} images); model saved to "
         f"{out / 'model.keras'}")
@@ -344,6 +378,49 @@ def _run(args, recipe, stages, out, log, extra_callbacks):
             raise ExportIncomplete(f"binary convs left float in {args.export_tflite}: "
                                    f"{', '.join(report.float_convs)}")
     return results
+
+
+def test_results(student, val_data, batch_size, recipe):
+    """Accuracy and cross-entropy of ``student`` (the last epoch's weights) on the whole test
+    set and, for CIFAR recipes, on its first ``floor(N / batch) * batch`` images: the official
+    AdaBin and DWR test loaders drop the last partial batch (9,984 of 10,000 at batch 128)."""
+    logits = student.predict(val_data, verbose=0).astype(np.float64)
+    labels = np.concatenate([np.asarray(y) for _, y in val_data.as_numpy_iterator()])
+    log_probs = logits - logits.max(-1, keepdims=True)
+    log_probs -= np.log(np.exp(log_probs).sum(-1, keepdims=True))
+    correct = logits.argmax(-1) == labels
+    results = {"test_accuracy": float(correct.mean()),
+               "test_loss": float(-log_probs[np.arange(len(labels)), labels].mean()),
+               "test_images": len(labels)}
+    kept = len(labels) // batch_size * batch_size
+    if recipe.augmentation == "cifar" and 0 < kept < len(labels):
+        results["test_accuracy_drop_last"] = {"images": kept, "accuracy": float(correct[:kept].mean())}
+    return results
+
+
+def epoch_records(stages, histories, validation_freq):
+    """The last and the best epoch (highest validation accuracy) of the stages trained in
+    this call; ``model.keras`` holds the last epoch's weights, ``stage_k/checkpoints/`` every
+    epoch's. Keras validates the epochs ``e`` with ``e % validation_freq == 0``."""
+    records = []
+    for stage, history in zip(stages, histories):
+        if not history:
+            continue
+        validated = [e for e in history["epoch"] if validation_freq and e % validation_freq == 0]
+        for index, epoch in enumerate(history["epoch"]):
+            record = {"stage": stage.name, "epoch": epoch}
+            record.update({k: float(history[k][index]) for k in ("loss", "accuracy")
+                           if index < len(history.get(k, []))})
+            if epoch in validated:
+                at = validated.index(epoch)
+                record.update({k: float(history[k][at]) for k in ("val_loss", "val_accuracy")
+                               if at < len(history.get(k, []))})
+            records.append(record)
+    if not records:
+        return {}
+    scored = [r for r in records if "val_accuracy" in r]
+    return {"last_epoch": records[-1],
+            "best_epoch": max(scored, key=lambda r: r["val_accuracy"]) if scored else None}
 
 
 def main(argv=None, extra_callbacks=()):

@@ -2,7 +2,8 @@
 
     L = mean_n ( - sum_c softmax(z_T)_{n,c} log softmax(z_S)_{n,c} )
 
-soft targets from a frozen teacher evaluated on the *same augmented batch*, no temperature,
+soft targets from a frozen teacher evaluated on the *same augmented batch* (resized if the
+teacher takes another input size), no temperature,
 no hard-label term. :class:`Distiller` wraps a student so that ``model.fit`` trains it with
 that loss while ``evaluate``/validation use the compiled hard-label loss and metrics.
 """
@@ -39,9 +40,16 @@ class Distiller(tf.keras.Model):
     def metrics(self):
         return super().metrics + [self.kd_loss]
 
+    def _teacher_view(self, images):
+        """The batch at the teacher's input size (bilinear resize if it differs)."""
+        size = tuple(self.teacher.input_shape[1:3])
+        if None in size or tuple(images.shape[1:3]) == size:
+            return images
+        return tf.image.resize(images, size)
+
     def train_step(self, data):
         images, labels = data[0], data[1]
-        teacher_logits = tf.stop_gradient(self.teacher(images, training=False))
+        teacher_logits = tf.stop_gradient(self.teacher(self._teacher_view(images), training=False))
         with tf.GradientTape() as tape:
             logits = self.student(images, training=True)
             per_example = soft_target_cross_entropy(teacher_logits, logits)

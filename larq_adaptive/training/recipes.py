@@ -11,7 +11,8 @@ them; ``--epochs/--lr/--batch-size/--optimizer/--weight-decay`` override single 
 import dataclasses
 import math
 
-__all__ = ["RECIPES", "Recipe", "Stage", "get_recipe", "learning_rate", "available_recipes"]
+__all__ = ["RECIPES", "Recipe", "Stage", "available_recipes", "float_recipe", "get_recipe",
+           "learning_rate"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,6 +125,24 @@ _RECIPES += (
         "ReActNet/DyBNN builders)",
     ),
 )
+
+
+def float_recipe(recipe):
+    """``<name>_float``: the recipe of the real-valued twins (``float_<model>``) of the
+    networks ``recipe`` trains. Same optimizer, learning rate, schedule, batch size,
+    augmentation (ImageNet twins: random resized crops, evaluated at resize 256 + centre crop
+    224), weight-decay set and epoch budget, minus what only binary training needs: one stage
+    of all the epochs at the first stage's weight decay instead of two steps, cross-entropy
+    instead of distillation (the twin is the teacher), no EDE."""
+    epochs = sum(stage.epochs for stage in recipe.stages)
+    return dataclasses.replace(
+        recipe, name=f"{recipe.name}_float", stages=(Stage("main", epochs, recipe.stages[0].weight_decay),),
+        description=f"real-valued twins of {recipe.name} networks: one stage of {epochs} "
+        "epochs, cross-entropy, no EDE", loss="ce", ede=False, methods=(),
+    )
+
+
+_RECIPES += tuple(float_recipe(recipe) for recipe in _RECIPES)
 RECIPES = {recipe.name: recipe for recipe in _RECIPES}
 
 

@@ -3,7 +3,8 @@ learning-rate schedule, switches, logs, checkpoints and resume.
 
 Each stage of a recipe is one ``fit`` with a fresh optimizer (the LR schedule restarts)
 and its own ``stage_k/`` folder: ``log.csv``, TensorBoard ``logs/``, ``checkpoints/``
-(one weights file per finished epoch), ``backup/`` (``BackupAndRestore``: a re-run after a
+(one weights file per finished epoch), ``summary.txt`` (what the stage trains: real-valued
+kernels in stage 1 of two-step training), ``backup/`` (``BackupAndRestore``: a re-run after a
 crash or ``kill -9`` continues at the interrupted epoch) and ``final.weights.h5``.
 ``state.json`` in the run folder records the finished stages.
 """
@@ -121,8 +122,10 @@ def run_stages(model, student, stages, plan, run_dir, strategy, train_data, val_
 
     ``plan``: dict with ``optimizer``, ``lr``, ``schedule``, ``ede``, ``loss`` (Keras loss),
     ``weight_decay`` (:class:`CoupledWeightDecay` or None), ``steps_per_epoch``,
-    ``validation_freq``, ``verbose``. Finished stages (``state.json``) are skipped and their
-    final weights loaded. Returns the list of per-stage ``History.history`` dicts.
+    ``validation_freq``, ``verbose`` and optionally ``describe`` (called with the stage folder
+    once the stage's binary-weight switches are set, e.g. to write its summary). Finished stages (``state.json``) are skipped and their
+    final weights loaded. Returns the list of per-stage ``History.history`` dicts (plus
+    ``"epoch"``: the 1-based epoch numbers run in this call; None for a skipped stage).
     """
     run_dir = Path(run_dir)
     state = _read_state(run_dir)
@@ -136,6 +139,9 @@ def run_stages(model, student, stages, plan, run_dir, strategy, train_data, val_
             histories.append(None)
             continue
         (stage_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        lqa_callbacks.set_binary_weights(student, stage.binary_weights)
+        if plan.get("describe"):
+            plan["describe"](stage_dir)
         log(f"stage {index}/{len(stages)}: {stage.name}, {stage.epochs} epochs, "
             f"{'binary' if stage.binary_weights else 'real-valued'} weights, "
             f"weight decay {stage.weight_decay:g}")
@@ -167,5 +173,5 @@ def run_stages(model, student, stages, plan, run_dir, strategy, train_data, val_
         student.save_weights(str(final))
         state["finished_stages"].append(stage.name)
         _write_state(run_dir, state)
-        histories.append(history.history)
+        histories.append({"epoch": [e + 1 for e in history.epoch], **history.history})
     return histories
