@@ -1,11 +1,20 @@
-"""Keras callbacks that drive the methods' schedules inside ``model.fit``."""
+"""Keras callbacks that drive the methods' schedules inside ``model.fit``, and the ones that
+keep a long run safe: :class:`FiniteGuard` (NaN/inf losses and weights),
+:class:`FiniteCheckpoint` (bounded, atomic per-epoch checkpoints),
+:class:`FiniteBackupAndRestore` and :class:`StopOnSignal` (SIGTERM/SIGINT)."""
 
+import json
 import math
+import re
+import signal
+import threading
+from pathlib import Path
 
 import tensorflow as tf
 
 from larq_adaptive.introspect import iter_quantizers
 from larq_adaptive.quantizers import AdaBinWeightQuantizer, SwitchableQuantizer
+from larq_adaptive.saving import PARTIAL, replace_atomically
 from larq_adaptive.serialization import register
 
 __all__ = [
@@ -13,6 +22,9 @@ __all__ = [
     "EDESchedule",
     "FiniteBackupAndRestore",
     "FiniteCheckpoint",
+    "FiniteGuard",
+    "Stopped",
+    "StopOnSignal",
     "ede_constants",
     "set_binary_weights",
 ]
@@ -62,11 +74,6 @@ class EDESchedule(_FromConfig, tf.keras.callbacks.Callback):
         return {"total_epochs": self.total_epochs, "t_min": self.t_min, "t_max": self.t_max}
 
 
-def _finite(logs):
-    loss = (logs or {}).get("loss")
-    return loss is None or math.isfinite(float(loss))
-
-
 def set_binary_weights(model, active):
     """Set the ``active`` flag of every :class:`SwitchableQuantizer` of ``model``."""
     for quantizer in iter_quantizers(model, SwitchableQuantizer):
@@ -95,11 +102,119 @@ class BinaryWeightsSwitch(_FromConfig, tf.keras.callbacks.Callback):
         return {"at_epoch": self.at_epoch}
 
 
+
+PROGRESS_FILE = "progress.json"  # beside a FiniteBackupAndRestore backup
+NONFINITE_WEIGHTS = "nonfinite_weights"  # set in an epoch's logs by FiniteGuard
+
+
+def _finite(logs):
+    """True if the epoch's training and validation losses are finite and :class:`FiniteGuard`
+    found its weights finite."""
+    logs = logs or {}
+    if logs.get(NONFINITE_WEIGHTS):
+        return False
+    return all(math.isfinite(float(logs[key])) for key in ("loss", "val_loss")
+               if logs.get(key) is not None)
+
+
+@register
+class FiniteGuard(_FromConfig, tf.keras.callbacks.Callback):
+    """Stops training after an epoch whose training or validation loss, or any weight of
+    ``model`` (default: the fitted model; BN moving statistics included), is NaN or inf.
+
+    ``TerminateOnNaN`` only sees training-batch losses. This runs at every epoch end, before
+    the checkpoint callbacks: it marks a bad epoch in its logs so that
+    :class:`FiniteCheckpoint` and :class:`FiniteBackupAndRestore` skip it, and records
+    ``bad_epoch`` (1-based) and ``reason`` for the caller.
+    """
+
+    def __init__(self, model=None):
+        super().__init__()
+        self.target = model
+        self.bad_epoch = None
+        self.reason = None
+
+    def on_train_begin(self, logs=None):
+        self.bad_epoch, self.reason = None, None
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        problems = [f"{key} {float(logs[key])}" for key in ("loss", "val_loss")
+                    if logs.get(key) is not None and not math.isfinite(float(logs[key]))]
+        broken = [v.name for v in (self.target or self.model).weights
+                  if v.dtype.is_floating and not bool(tf.reduce_all(tf.math.is_finite(v)))]
+        if broken:
+            logs[NONFINITE_WEIGHTS] = 1.0
+            problems.append(f"non-finite weights ({', '.join(broken[:3])}"
+                            f"{', ...' if len(broken) > 3 else ''})")
+        if problems:
+            self.bad_epoch, self.reason = epoch + 1, " and ".join(problems)
+            self.model.stop_training = True
+
+    def get_config(self):
+        return {}
+
+
+class Stopped(Exception):
+    """Raised out of ``model.fit`` by :class:`StopOnSignal`; ``signal_name`` says which."""
+
+    def __init__(self, signal_name, epoch, batch):
+        super().__init__(f"stopped by {signal_name} in epoch {epoch + 1} (batch {batch + 1})")
+        self.signal_name, self.epoch, self.batch = signal_name, epoch, batch
+
+
+@register
+class StopOnSignal(_FromConfig, tf.keras.callbacks.Callback):
+    """Ends ``model.fit`` within one training step of a SIGTERM (preemption) or SIGINT
+    (Ctrl-C): the handlers only set a flag; the next batch end raises :class:`Stopped`, so
+    the unfinished epoch is neither logged, checkpointed nor backed up, and a re-run resumes
+    from the last finished epoch as after ``kill -9``. Handlers are installed for the ``fit``
+    (main thread only) and the previous ones restored afterwards."""
+
+    SIGNALS = ("SIGTERM", "SIGINT")
+
+    def __init__(self):
+        super().__init__()
+        self.received = None
+        self._previous = {}
+        self._epoch = 0
+
+    def _handler(self, signum, frame):
+        self.received = signal.Signals(signum).name
+
+    def on_train_begin(self, logs=None):
+        self.received = None
+        if threading.current_thread() is threading.main_thread():
+            for name in self.SIGNALS:
+                number = getattr(signal, name)
+                self._previous[number] = signal.signal(number, self._handler)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.received:
+            self._restore()
+            raise Stopped(self.received, self._epoch, batch)
+
+    def on_train_end(self, logs=None):
+        self._restore()
+
+    def _restore(self):
+        for number, previous in self._previous.items():
+            signal.signal(number, previous)
+        self._previous = {}
+
+    def get_config(self):
+        return {}
+
+
 @register
 class FiniteBackupAndRestore(_FromConfig, tf.keras.callbacks.BackupAndRestore):
     """``BackupAndRestore`` that does not back up an epoch whose loss is NaN/inf, so a
     re-run after ``TerminateOnNaN`` restarts from the last good epoch (the backup is kept
-    when training ends on a NaN)."""
+    when training ends on a NaN). Beside the backup, ``progress.json`` records the number of
+    finished epochs (:meth:`epochs_done`)."""
 
     def get_config(self):
         return {"backup_dir": self.backup_dir, "save_freq": self.save_freq,
@@ -112,8 +227,19 @@ class FiniteBackupAndRestore(_FromConfig, tf.keras.callbacks.BackupAndRestore):
     def on_epoch_end(self, epoch, logs=None):
         if _finite(logs):
             super().on_epoch_end(epoch, logs)
+            if self.model.distribute_strategy.extended.should_checkpoint:
+                record = json.dumps({"epochs_done": epoch + 1})
+                replace_atomically(lambda tmp: Path(tmp).write_text(record),
+                                   Path(self.backup_dir) / PROGRESS_FILE)
         else:
             self.saw_nan = True
+
+    @staticmethod
+    def epochs_done(backup_dir):
+        """The number of finished epochs the backup in ``backup_dir`` holds (0 if none): where
+        a re-run continues, known before ``fit`` (e.g. to start the input pipeline there)."""
+        path = Path(backup_dir) / PROGRESS_FILE
+        return json.loads(path.read_text())["epochs_done"] if path.exists() else 0
 
     def on_train_end(self, logs=None):
         if not self.saw_nan:
@@ -123,21 +249,70 @@ class FiniteBackupAndRestore(_FromConfig, tf.keras.callbacks.BackupAndRestore):
 @register
 class FiniteCheckpoint(_FromConfig, tf.keras.callbacks.Callback):
     """Saves ``model``'s weights (default: the fitted model's) to ``filepath.format(epoch=
-    epoch + 1)`` after every epoch whose loss is finite (``ModelCheckpoint`` would also save
-    the NaN weights of the epoch ``TerminateOnNaN`` stopped)."""
+    epoch + 1)`` after every epoch whose losses and weights are finite (``ModelCheckpoint``
+    would also save the NaN weights of the epoch ``TerminateOnNaN`` stopped).
 
-    def __init__(self, filepath, model=None):
+    Each file is written as ``partial-<file>`` and renamed in one step, so a crash during the
+    write never leaves a truncated checkpoint. ``keep``: the number of most recent epochs
+    kept (0: all), plus the best epoch by ``monitor`` (``val_accuracy``; its epoch and value
+    are in ``best.json`` beside the checkpoints), so the disk use of a long run is bounded.
+    """
+
+    def __init__(self, filepath, model=None, keep=0, monitor="val_accuracy"):
         super().__init__()
+        if keep < 0:
+            raise ValueError(f"keep must be >= 0, got {keep}")
         self.filepath = str(filepath)
         self.target = model
+        self.keep = int(keep)
+        self.monitor = monitor
         self.last_saved = None
+        self._folder = Path(self.filepath).parent
+
+    def _epochs(self):
+        """{epoch: path} of the checkpoints in the folder."""
+        found = {}
+        for path in self._folder.glob("*"):
+            match = re.fullmatch(self._name_regex(), path.name)
+            if match:
+                found[int(match.group("epoch"))] = path
+        return found
+
+    def _name_regex(self):
+        head, _, rest = Path(self.filepath).name.partition("{epoch")
+        tail = rest.partition("}")[2]
+        return re.escape(head) + r"(?P<epoch>\d+)" + re.escape(tail)
+
+    def _best(self):
+        path = self._folder / "best.json"
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def on_train_begin(self, logs=None):
+        self._folder.mkdir(parents=True, exist_ok=True)
+        for stale in self._folder.glob(PARTIAL + "*"):  # a crash during a write
+            stale.unlink()
 
     def on_epoch_end(self, epoch, logs=None):
         if not _finite(logs):
             return
         path = self.filepath.format(epoch=epoch + 1)
-        (self.target or self.model).save_weights(path)
+        target = self.target or self.model
+        replace_atomically(target.save_weights, path)
         self.last_saved = path
+        value, best = (logs or {}).get(self.monitor), self._best()
+        if value is not None and math.isfinite(float(value)) and (
+                best is None or float(value) > best["value"]):
+            record = json.dumps({"epoch": epoch + 1, "monitor": self.monitor,
+                                 "value": float(value)})
+            replace_atomically(lambda tmp: Path(tmp).write_text(record),
+                                self._folder / "best.json")
+            best = self._best()
+        if self.keep:
+            files = self._epochs()
+            kept = set(sorted(files)[-self.keep:]) | ({best["epoch"]} if best else set())
+            for old, file in files.items():
+                if old not in kept:
+                    file.unlink()
 
     def get_config(self):
-        return {"filepath": self.filepath}
+        return {"filepath": self.filepath, "keep": self.keep, "monitor": self.monitor}

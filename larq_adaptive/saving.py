@@ -9,17 +9,30 @@ must know to feed it (the registered model name and its input preprocessing);
 """
 
 import json
+import os
 import zipfile
+from pathlib import Path
 
 import larq  # noqa: F401  (registers larq's own objects)
 import tensorflow as tf
 
 from larq_adaptive.serialization import registered_objects
 
-__all__ = ["METADATA_FILE", "custom_objects", "load_model", "read_metadata", "save_model"]
+__all__ = ["METADATA_FILE", "PARTIAL", "custom_objects", "load_model", "read_metadata",
+           "replace_atomically", "save_model"]
 
 METADATA_FILE = "larq_adaptive.json"  # member of a .keras archive written by save_model
 _MAX_METADATA_BYTES = 65536
+PARTIAL = "partial-"  # prefix of a file being written (same suffix: Keras picks formats by it)
+
+
+def replace_atomically(write, path):
+    """``write(temporary_path)`` then rename it to ``path`` in one step (``os.replace``), so
+    that a crash never leaves a half-written ``path``."""
+    path = Path(path)
+    temporary = path.with_name(PARTIAL + path.name)
+    write(str(temporary))
+    os.replace(temporary, path)
 
 
 def custom_objects():
@@ -44,13 +57,21 @@ def load_model(path, compile=True):
 def save_model(model, path, **metadata):
     """``model.save(path)``; for a ``.keras`` file, ``metadata`` (JSON values, e.g.
     ``model_name=``, ``preprocessing=``) plus the input shape are stored in the archive as
-    ``larq_adaptive.json``, which Keras ignores and :func:`read_metadata` returns."""
+    ``larq_adaptive.json``, which Keras ignores and :func:`read_metadata` returns. The file
+    is written under a temporary name and renamed: never half-written."""
     path = str(path)
-    model.save(path)
-    if path.endswith(".keras"):
-        record = {"input_shape": list(model.input_shape[1:]), **metadata}
-        with zipfile.ZipFile(path, "a") as archive:
-            archive.writestr(METADATA_FILE, json.dumps(record, indent=2))
+
+    def write(target):
+        model.save(target)
+        if target.endswith(".keras"):
+            record = {"input_shape": list(model.input_shape[1:]), **metadata}
+            with zipfile.ZipFile(target, "a") as archive:
+                archive.writestr(METADATA_FILE, json.dumps(record, indent=2))
+
+    if path.endswith((".keras", ".h5")):
+        replace_atomically(write, path)
+    else:  # a SavedModel folder
+        write(path)
 
 
 def read_metadata(path):

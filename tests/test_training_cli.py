@@ -249,7 +249,7 @@ def test_nan_loss_exits_1_and_keeps_the_last_good_checkpoint(tiny_data, tmp_path
     assert main(_args(tiny_data, out, epochs=3), extra_callbacks=[Poison()]) == 1
     err = capsys.readouterr().err
     assert "nan" in err.lower() and "epoch_001.weights.h5" in err
-    checkpoints = sorted(p.name for p in (out / "stage_1" / "checkpoints").iterdir())
+    checkpoints = sorted(p.name for p in (out / "stage_1" / "checkpoints").glob("epoch_*"))
     assert checkpoints == ["epoch_001.weights.h5"]
     model = tiny_model()
     model.load_weights(str(out / "stage_1" / "checkpoints" / checkpoints[0]))

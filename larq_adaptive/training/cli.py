@@ -1,7 +1,8 @@
 """``python train.py``: every registered model and recipe through ``model.fit``.
 
-``main(argv)`` returns the exit status: 0 done, 1 training stopped on a NaN loss (the last
-good checkpoint is kept), 2 bad input (one ``train.py: error: ...`` line on stderr).
+``main(argv)`` returns the exit status: 0 done, 1 training stopped on a NaN/inf loss or weight
+(the last good checkpoint is kept), 2 bad input (one ``train.py: error: ...`` line on stderr),
+143 / 130 stopped by SIGTERM / SIGINT (the finished epochs are kept: re-run to continue).
 """
 
 import argparse
@@ -10,6 +11,7 @@ import json
 import math
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -18,12 +20,12 @@ import tensorflow as tf
 
 import larq_adaptive as lqa
 from larq_adaptive import export
-from larq_adaptive.callbacks import set_binary_weights
+from larq_adaptive.callbacks import Stopped, set_binary_weights
 from larq_adaptive.command_line import Parser
 from larq_adaptive.keras2 import set_random_seed
 from larq_adaptive.models import available_models, get_model, model_entry
 from larq_adaptive.quantizers import SwitchableQuantizer
-from larq_adaptive.saving import read_metadata, save_model
+from larq_adaptive.saving import read_metadata, replace_atomically, save_model
 from larq_adaptive.introspect import iter_quantizers
 from larq_adaptive.training import pipeline
 from larq_adaptive.training.distillation import Distiller
@@ -35,7 +37,9 @@ DEFAULT_MODEL = "adabin_resnet20"
 # The no-argument run (`make train`): short enough for < 5 minutes on 2 CPU cores.
 DIGITS_DEFAULTS = {"epochs": 8, "batch_size": 64}
 # Flags that do not change what is trained (may differ when resuming).
-RUN_ONLY_FLAGS = ("resume", "overwrite", "verbose", "output_dir", "export_tflite")
+RUN_ONLY_FLAGS = ("resume", "overwrite", "verbose", "output_dir", "export_tflite",
+                  "keep_checkpoints")
+SIGNAL_EXIT = {"SIGTERM": 143, "SIGINT": 130}  # 128 + signal number, as a shell reports it
 
 
 class ExportIncomplete(Exception):
@@ -84,6 +88,9 @@ def build_parser():
         "or recorded preprocessing differs from the student's or is not recorded (a different "
         "size: the teacher sees the batch resized)")
     add("--output-dir", help="default: runs/<model>_<dataset>_<recipe>")
+    add("--keep-checkpoints", type=int, default=2, metavar="N",
+        help="per stage, keep the weights of the last N finished epochs plus the best one by "
+        "validation accuracy (0: every epoch; default 2)")
     add("--resume", action="store_true", help="continue the run in --output-dir (re-running "
         "the same command does the same)")
     add("--overwrite", action="store_true", help="delete an existing run in --output-dir")
@@ -117,6 +124,8 @@ def resolve(args):
         args.batch_size = defaults.get("batch_size") or recipe.batch_size
     args.lr = args.lr if args.lr is not None else recipe.learning_rate
     args.optimizer = args.optimizer or recipe.optimizer
+    if args.keep_checkpoints < 0:
+        raise UsageError(f"--keep-checkpoints must be >= 0, got {args.keep_checkpoints}")
     for flag in ("epochs", "batch_size", "steps_per_epoch"):
         value = getattr(args, flag)
         if value is not None and value < 1:
@@ -202,6 +211,26 @@ def make_strategy(name):
     if name == "multiworker":
         return tf.distribute.MultiWorkerMirroredStrategy()
     return tf.distribute.get_strategy()
+
+
+def is_chief(strategy):
+    """True unless ``strategy`` is a multi-worker strategy and this process is not its chief
+    (the ``chief`` task, or worker 0 of a cluster without one): only the chief writes."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    task_type = getattr(resolver, "task_type", None)
+    if not task_type or task_type == "chief":
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return task_type == "worker" and resolver.task_id == 0 and not has_chief
+
+
+def shard_by_data(dataset):
+    """Multi-worker sharding of any source (in-memory arrays, image files, tfds records):
+    every worker runs the same seeded pipeline and keeps its own slice of each global batch
+    (``AutoShardPolicy.DATA``), so each example is seen once per epoch across workers."""
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)
 
 
 def build_student(args, recipe, num_classes):
@@ -292,31 +321,41 @@ def run(args, extra_callbacks=()):
     pipeline.DataError or NaNLoss."""
     recipe = resolve(args)
     stages = stages_of(recipe, args)
-    resumed = prepare_output_dir(args)
+    strategy = make_strategy(args.strategy)  # first: collective ops are set up at startup
     out = Path(args.output_dir)
+    chief = is_chief(strategy)
+    if chief:
+        resumed, write_dir = prepare_output_dir(args), out
+    else:  # reads the chief's run (finished stages, backup), writes to a temporary folder
+        resumed = (out / "config.json").exists()
+        write_dir = Path(tempfile.mkdtemp(prefix="larq-adaptive-worker-"))
     log = print
     log(f"{'resuming' if resumed else 'starting'} run in {out}: model {args.model}, recipe "
-        f"{recipe.name}, dataset {args.data_dir or args.dataset}")
+        f"{recipe.name}, dataset {args.data_dir or args.dataset}"
+        f"{'' if chief else f' (non-chief worker: writing to {write_dir})'}")
     tf.keras.backend.clear_session()
     set_random_seed(args.seed)
     policy = tf.keras.mixed_precision.global_policy()
     if args.mixed_precision:
         tf.keras.mixed_precision.set_global_policy("mixed_float16")
     try:
-        return _run(args, recipe, stages, out, log, extra_callbacks)
+        return _run(args, recipe, stages, strategy, out, write_dir, log, extra_callbacks)
     except (UsageError, pipeline.DataError):  # raised while setting up, before any epoch
-        if not resumed:
+        if chief and not resumed:
             _remove_failed_start(out)
         raise
     finally:
         tf.keras.mixed_precision.set_global_policy(policy)
+        if not chief:
+            shutil.rmtree(write_dir, ignore_errors=True)
 
 
-def _run(args, recipe, stages, out, log, extra_callbacks):
+def _run(args, recipe, stages, strategy, out, write_dir, log, extra_callbacks):
     entry = model_entry(args.model)
     image_size = entry.input_shape[:2]
-    strategy = make_strategy(args.strategy)
-    log(f"strategy: {type(strategy).__name__}, {strategy.num_replicas_in_sync} replica(s)")
+    name = ("MultiWorkerMirroredStrategy" if isinstance(
+        strategy, tf.distribute.MultiWorkerMirroredStrategy) else type(strategy).__name__)
+    log(f"strategy: {name}, {strategy.num_replicas_in_sync} replica(s)")
     if args.batch_size % strategy.num_replicas_in_sync:
         raise UsageError(f"--batch-size {args.batch_size} is not divisible by the "
                          f"{strategy.num_replicas_in_sync} replicas")
@@ -334,6 +373,8 @@ def _run(args, recipe, stages, out, log, extra_callbacks):
                                        repeat=args.steps_per_epoch is not None, **common)
     val_data = pipeline.make_dataset(val_source, batch_size=args.batch_size, training=False,
                                      **common)
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        train_data = shard_by_data(train_data)
     use_kd = args.teacher is not None
     if recipe.loss == "kd" and not use_kd:
         log(f"note: recipe {recipe.name} distils from a teacher; without --teacher it trains "
@@ -343,34 +384,37 @@ def _run(args, recipe, stages, out, log, extra_callbacks):
         teacher = load_teacher(args, num_classes, log)
         model = Distiller(student, teacher, name="distiller") if use_kd else student
         decay = CoupledWeightDecay(student, recipe.decay)
-    write_summary(student, out / "summary.txt", deployed=True, echo=True)
+    write_summary(student, write_dir / "summary.txt", deployed=True, echo=True)
     plan = {
         "optimizer": args.optimizer, "lr": args.lr, "schedule": recipe.schedule,
         "ede": recipe.ede,
         "loss": tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         "weight_decay": decay, "steps_per_epoch": args.steps_per_epoch,
         "validation_freq": args.validation_freq or None, "verbose": args.verbose,
+        "keep_checkpoints": args.keep_checkpoints,
         "describe": lambda stage_dir: write_summary(student, stage_dir / "summary.txt"),
     }
     if not args.validation_freq:
         plan["validation_freq"], val_for_fit = 1, None
     else:
-        val_for_fit = val_data
+        val_for_fit = shard_by_data(val_data) if isinstance(
+            strategy, tf.distribute.MultiWorkerMirroredStrategy) else val_data
     start = time.time()
     histories = run_stages(model, student, stages, plan, out, strategy, train_data, val_for_fit,
-                           log=log, extra_callbacks=extra_callbacks)
-    save_model(student, out / "model.keras", model_name=args.model,
-                          preprocessing=entry.preprocessing)
+                           log=log, extra_callbacks=extra_callbacks, write_dir=write_dir)
+    save_model(student, write_dir / "model.keras", model_name=args.model,
+               preprocessing=entry.preprocessing)
     validation_freq = plan["validation_freq"] if val_for_fit else 0
     results = {**test_results(student, val_data, args.batch_size, recipe),
                "train_seconds": round(time.time() - start, 1),
                "stages": [s.name for s in stages],
                **epoch_records(stages, histories, validation_freq), "histories": histories}
     accuracy = results["test_accuracy"]
-    (out / "results.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
+    text = json.dumps(results, indent=2, default=float) + "\n"
+    replace_atomically(lambda tmp: Path(tmp).write_text(text), write_dir / "results.json")
     log(f"test accuracy: {accuracy:.4f} ({len(val_source)} images); model saved to "
         f"{out / 'model.keras'}")
-    if args.export_tflite:
+    if args.export_tflite and write_dir == out:  # the chief exports
         report = export.to_tflite(student, args.export_tflite)
         log(report.table())
         results["export_ok"] = report.ok
@@ -382,10 +426,12 @@ def _run(args, recipe, stages, out, log, extra_callbacks):
 
 def test_results(student, val_data, batch_size, recipe):
     """Accuracy and cross-entropy of ``student`` (the last epoch's weights) on the whole test
-    set and, for CIFAR recipes, on its first ``floor(N / batch) * batch`` images: the official
+    set (in order, outside any distribution strategy) and, for CIFAR recipes, on its first ``floor(N / batch) * batch`` images: the official
     AdaBin and DWR test loaders drop the last partial batch (9,984 of 10,000 at batch 128)."""
-    logits = student.predict(val_data, verbose=0).astype(np.float64)
-    labels = np.concatenate([np.asarray(y) for _, y in val_data.as_numpy_iterator()])
+    infer = tf.function(lambda images: student(images, training=False))
+    outputs = [(infer(x).numpy(), y) for x, y in val_data.as_numpy_iterator()]
+    logits = np.concatenate([x for x, _ in outputs]).astype(np.float64)
+    labels = np.concatenate([y for _, y in outputs])
     log_probs = logits - logits.max(-1, keepdims=True)
     log_probs -= np.log(np.exp(log_probs).sum(-1, keepdims=True))
     correct = logits.argmax(-1) == labels
@@ -434,4 +480,8 @@ def main(argv=None, extra_callbacks=()):
     except (NaNLoss, ExportIncomplete) as error:
         print(f"{PROG}: {error}", file=sys.stderr)
         return 1
+    except Stopped as error:
+        print(f"{PROG}: {error}; the finished epochs are saved: run the same command again "
+              "to continue", file=sys.stderr)
+        return SIGNAL_EXIT[error.signal_name]
     return 0

@@ -3,7 +3,8 @@ learning-rate schedule, switches, logs, checkpoints and resume.
 
 Each stage of a recipe is one ``fit`` with a fresh optimizer (the LR schedule restarts)
 and its own ``stage_k/`` folder: ``log.csv``, TensorBoard ``logs/``, ``checkpoints/``
-(one weights file per finished epoch), ``summary.txt`` (what the stage trains: real-valued
+(the weights of the last ``keep_checkpoints`` finished epochs and of the best one),
+``summary.txt`` (what the stage trains: real-valued
 kernels in stage 1 of two-step training), ``backup/`` (``BackupAndRestore``: a re-run after a
 crash or ``kill -9`` continues at the interrupted epoch) and ``final.weights.h5``.
 ``state.json`` in the run folder records the finished stages.
@@ -19,6 +20,7 @@ from larq_adaptive import callbacks as lqa_callbacks
 from larq_adaptive.introspect import iter_layers, iter_quantizers
 from larq_adaptive.layers import RPReLU
 from larq_adaptive.quantizers import DySign, RSign
+from larq_adaptive.saving import replace_atomically
 from larq_adaptive.training.recipes import learning_rate
 
 __all__ = ["CoupledWeightDecay", "NaNLoss", "decayed_variables", "make_optimizer", "run_stages"]
@@ -83,12 +85,16 @@ def _read_state(run_dir):
 
 
 def _write_state(run_dir, state):
-    (Path(run_dir) / "state.json").write_text(json.dumps(state, indent=2))
+    replace_atomically(lambda tmp: Path(tmp).write_text(json.dumps(state, indent=2)),
+                       Path(run_dir) / "state.json")
 
 
-def stage_callbacks(stage, stage_dir, plan, student, extra=()):
-    """The callbacks of one stage (order matters: switches before the first batch, backup and
-    checkpoints skip NaN epochs)."""
+def stage_callbacks(stage, stage_dir, plan, student, guard, extra=(), write_dir=None):
+    """The callbacks of one stage (order matters: switches before the first batch; the guard
+    and the signal stop before backup and checkpoints, which skip bad epochs). Logs and
+    checkpoints go to ``write_dir`` (default ``stage_dir``); the backup is read from
+    ``stage_dir`` (Keras writes a non-chief worker's backup to a temporary folder itself)."""
+    write_dir = write_dir or stage_dir
     schedule, base_lr, epochs = plan["schedule"], plan["lr"], stage.epochs
     callbacks = [
         lqa_callbacks.BinaryWeightsSwitch(0 if stage.binary_weights else None),
@@ -100,12 +106,15 @@ def stage_callbacks(stage, stage_dir, plan, student, extra=()):
         callbacks.append(lqa_callbacks.EDESchedule(epochs))
     callbacks += [
         tf.keras.callbacks.TerminateOnNaN(),
+        guard,
+        lqa_callbacks.StopOnSignal(),
         lqa_callbacks.FiniteBackupAndRestore(str(stage_dir / "backup")),
         lqa_callbacks.FiniteCheckpoint(
-            stage_dir / "checkpoints" / "epoch_{epoch:03d}.weights.h5", model=student
+            write_dir / "checkpoints" / "epoch_{epoch:03d}.weights.h5", model=student,
+            keep=plan.get("keep_checkpoints", 0),
         ),
-        tf.keras.callbacks.CSVLogger(str(stage_dir / "log.csv"), append=True),
-        tf.keras.callbacks.TensorBoard(str(stage_dir / "logs"), profile_batch=0, write_graph=False),
+        tf.keras.callbacks.CSVLogger(str(write_dir / "log.csv"), append=True),
+        tf.keras.callbacks.TensorBoard(str(write_dir / "logs"), profile_batch=0, write_graph=False),
         *extra,
     ]
     return callbacks
@@ -117,17 +126,25 @@ def _last_checkpoint(stage_dir):
 
 
 def run_stages(model, student, stages, plan, run_dir, strategy, train_data, val_data,
-               log=print, extra_callbacks=()):
+               log=print, extra_callbacks=(), write_dir=None):
     """Fit ``model`` (the student or a :class:`Distiller` around it) stage after stage.
 
     ``plan``: dict with ``optimizer``, ``lr``, ``schedule``, ``ede``, ``loss`` (Keras loss),
     ``weight_decay`` (:class:`CoupledWeightDecay` or None), ``steps_per_epoch``,
-    ``validation_freq``, ``verbose`` and optionally ``describe`` (called with the stage folder
+    ``validation_freq``, ``verbose`` and optionally ``keep_checkpoints`` (0: every epoch) and
+    ``describe`` (called with the stage folder
     once the stage's binary-weight switches are set, e.g. to write its summary). Finished stages (``state.json``) are skipped and their
-    final weights loaded. Returns the list of per-stage ``History.history`` dicts (plus
+    final weights loaded. ``train_data``: a dataset, or a function of the number of epochs
+    already done (a resumed stage's backup) returning the dataset that starts there. Returns
+    the list of per-stage ``History.history`` dicts (plus
     ``"epoch"``: the 1-based epoch numbers run in this call; None for a skipped stage).
+
+    ``write_dir`` (default ``run_dir``): where this process writes. A non-chief worker of a
+    multi-worker run reads the chief's ``run_dir`` (finished stages, backup) and writes into
+    a temporary folder, so that only the chief writes the run.
     """
     run_dir = Path(run_dir)
+    write_dir = Path(write_dir or run_dir)
     state = _read_state(run_dir)
     histories = []
     for index, stage in enumerate(stages, start=1):
@@ -138,10 +155,12 @@ def run_stages(model, student, stages, plan, run_dir, strategy, train_data, val_
             student.load_weights(str(final))
             histories.append(None)
             continue
-        (stage_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        stage_out = write_dir / f"stage_{index}"
+        (stage_out / "checkpoints").mkdir(parents=True, exist_ok=True)
+        guard = lqa_callbacks.FiniteGuard(student)
         lqa_callbacks.set_binary_weights(student, stage.binary_weights)
         if plan.get("describe"):
-            plan["describe"](stage_dir)
+            plan["describe"](stage_out)
         log(f"stage {index}/{len(stages)}: {stage.name}, {stage.epochs} epochs, "
             f"{'binary' if stage.binary_weights else 'real-valued'} weights, "
             f"weight decay {stage.weight_decay:g}")
@@ -153,25 +172,30 @@ def run_stages(model, student, stages, plan, run_dir, strategy, train_data, val_
                 loss=plan["loss"],
                 metrics=[tf.keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
             )
+        backup = stage_dir / "backup"
+        data = train_data(lqa_callbacks.FiniteBackupAndRestore.epochs_done(backup)) if callable(
+            train_data) else train_data
         history = model.fit(
-            train_data,
+            data,
             epochs=stage.epochs,
             steps_per_epoch=plan["steps_per_epoch"],
             validation_data=val_data,
             validation_freq=plan["validation_freq"],
-            callbacks=stage_callbacks(stage, stage_dir, plan, student, extra_callbacks),
+            callbacks=stage_callbacks(stage, stage_dir, plan, student, guard, extra_callbacks,
+                                      stage_out),
             verbose=plan["verbose"],
         )
         losses = history.history.get("loss", [])
-        if losses and not math.isfinite(losses[-1]):
-            checkpoint = _last_checkpoint(stage_dir)
+        if guard.bad_epoch or (losses and not math.isfinite(losses[-1])):
+            checkpoint = _last_checkpoint(stage_out)
             raise NaNLoss(
-                f"loss became {losses[-1]} in stage {index} ({stage.name}); training stopped. "
+                f"{guard.reason or f'loss {losses[-1]}'} in epoch {guard.bad_epoch or len(losses)}"
+                f" of stage {index} ({stage.name}); training stopped. "
                 f"Last good checkpoint: {checkpoint or 'none (first epoch)'}",
                 checkpoint,
             )
-        student.save_weights(str(final))
+        replace_atomically(student.save_weights, stage_out / "final.weights.h5")
         state["finished_stages"].append(stage.name)
-        _write_state(run_dir, state)
+        _write_state(write_dir, state)
         histories.append({"epoch": [e + 1 for e in history.epoch], **history.history})
     return histories
