@@ -14,7 +14,7 @@ it, so larq's summary sees 1-bit inputs and the LCE converter produces binary co
 
 import tensorflow as tf
 
-from larq_adaptive.layers import OptionAShortcut, TorchPadding2D
+from larq_adaptive.layers import OptionAShortcut, TorchBatchNormalization, TorchPadding2D
 from larq_adaptive.models.weights import load_weights
 
 BN_EPSILON = 1e-5  # PyTorch default (the AdaBin head BN has running_var down to 2e-5)
@@ -50,7 +50,8 @@ def finish(inputs, outputs, input_tensor, name, method, weights, load=load_weigh
 
 
 def batch_norm(x, name):
-    return tf.keras.layers.BatchNormalization(
+    """PyTorch BatchNorm (momentum 0.1, eps 1e-5, running variance unbiased)."""
+    return TorchBatchNormalization(
         momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name
     )(x)
 
@@ -74,9 +75,12 @@ def torch_max_pool(x, pool_size=3, strides=2, pad=1, name=None):
 
 
 def dense(x, num_classes, initializer, name="logits"):
-    """Full-precision Dense logits with bias (float32 under mixed precision)."""
+    """Full-precision Dense logits with bias (float32 under mixed precision, else the
+    policy's dtype: float64 runs stay float64)."""
+    half = tf.keras.mixed_precision.global_policy().compute_dtype in ("float16", "bfloat16")
     return tf.keras.layers.Dense(
-        num_classes, kernel_initializer=initializer(), dtype="float32", name=name
+        num_classes, kernel_initializer=initializer(), dtype="float32" if half else None,
+        name=name,
     )(x)
 
 
