@@ -29,6 +29,7 @@ from _common import (  # noqa: E402
     REFERENCE_DIR,
     TOLERANCE,
     keras_weights,
+    random_weights,
     read_reference,
     run_our_steps,
     summary_rows,
@@ -46,7 +47,7 @@ def load_case(name):
 
 def float64_model(name, reference, **kwargs):
     """``get_model(name)`` under the float64 policy, holding the reference's ``init.*``
-    weights (every weight of the model must have one, except ``allowed_missing``)."""
+    weights; returns the model and the keys of the weights without one."""
     tf.keras.mixed_precision.set_global_policy("float64")
     model = get_model(name, **kwargs)
     variables = keras_weights(model)
@@ -86,3 +87,26 @@ def test_adabin_resnet20_step_matches_official_code():
             quantizer.t.assign(float(reference[f"ede_t{step}"]))
 
     assert_parity(run_our_steps(model, reference, set_ede))
+
+
+# ---------------------------------------------------------------------------------------
+# Case 3: DWR ResNet-20 + ReActNet (pingxue-hfut/DWR, CIFAR-10/ResNet-20+ReActNet) from
+# seeded mid-training-like weights (drawn here as by the script, checked by their sums of
+# squares); SGD momentum 0.9, coupled weight decay 1e-4 on every parameter, cosine lr of
+# epochs 250 and 350 of 400.
+
+
+def test_dwr_reactnet_resnet20_step_matches_official_code():
+    reference = load_case("dwr_reactnet_resnet20")
+    model, missing = float64_model("dwr_reactnet_resnet20", reference)
+    variables = keras_weights(model)
+    init = random_weights({k: v.shape for k, v in variables.items()}, int(reference["seed"]))
+    assert set(init) == missing == set(variables)
+    for key, value in init.items():
+        assert np.sum(np.square(value, dtype=np.float64)) == pytest.approx(
+            float(reference[f"init_sumsq.{key}"]), rel=1e-12), key
+        variables[key].assign(value.astype(np.float64))
+    # the official model has exactly our trainable parameters
+    assert sum(int(np.prod(v.shape)) for v in model.trainable_weights) == int(
+        reference["official_parameters"])
+    assert_parity(run_our_steps(model, reference, lambda model, step: None))

@@ -16,9 +16,14 @@ weight before step 1), ``step{s}.loss`` (cross entropy), ``step{s}.grad.<key>`` 
 the cross entropy, without weight decay), ``step{s}.delta.<key>`` (change of every weight,
 BN running statistics included), ``logits{0,1,2}`` (eval-mode logits on ``images1`` before
 step 1, after step 1, after step 2). PyTorch's momentum buffer after step ``s`` is
-``-delta / lr_s`` (``p -= lr * buf``).
+``-delta / lr_s`` (``p -= lr * buf``). Gradients and changes of tensors with more than
+:data:`SAMPLE_CAP` elements are stored as :func:`sample` (a strided sample that still
+covers every output channel) to keep the files small; ``init.*`` is always complete, or
+absent when the case draws its initial weights with :func:`random_weights` (then
+``init_sumsq.<key>`` checks that both sides drew the same).
 """
 
+import math
 import os
 from pathlib import Path
 
@@ -28,6 +33,7 @@ IMAGENET_MEAN = np.array([0.485, 0.456, 0.406])
 IMAGENET_STD = np.array([0.229, 0.224, 0.225])
 REFERENCE_DIR = Path(__file__).resolve().parents[2] / "tests" / "data" / "parity"
 TOLERANCE = 1e-5  # max relative difference, float64 on both sides
+SAMPLE_CAP = 16384  # gradients/changes of larger tensors are stored as a strided sample
 
 
 def default_cifar_test():
@@ -49,6 +55,51 @@ def preprocess(images):
     """The official CIFAR input pipeline without augmentation, in float64, NHWC:
     ``ToTensor()`` (x / 255) then ``Normalize(ImageNet mean, std)``."""
     return (images.astype(np.float64) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
+
+
+def sample(array):
+    """``array`` itself if it has at most :data:`SAMPLE_CAP` elements, else every
+    ``stride``-th element of its Keras-layout flattening, with ``stride`` coprime to the
+    last (output-channel) axis so that every output channel is sampled."""
+    array = np.asarray(array)
+    if array.size <= SAMPLE_CAP:
+        return array
+    stride = -(-array.size // SAMPLE_CAP)
+    while math.gcd(stride, array.shape[-1]) != 1:
+        stride += 1
+    return array.reshape(-1)[::stride]
+
+
+def random_weights(shapes, seed):
+    """Mid-training-like initial weights drawn with numpy (``RandomState``: a stream that
+    stays the same across numpy versions), by weight name, float32-valued: kernels
+    ``kaiming_normal_`` (fan in), ``logits.bias`` ``U(+-1/sqrt(fan_in))``, learnable shifts
+    ``N(0, 0.2)``, PReLU slopes ``0.25 + N(0, 0.05)``, BN gamma ``1 + N(0, 0.1)``, beta
+    ``N(0, 0.1)``, running mean ``N(0, 0.2)``, running variance ``exp(N(0, 0.3))``."""
+    rng = np.random.RandomState(seed)
+    weights = {}
+    for key in sorted(shapes):
+        shape, weight = tuple(shapes[key]), key.rsplit(".", 1)[1]
+        normal = rng.standard_normal(shape)
+        if weight == "kernel":
+            value = normal * np.sqrt(2.0 / int(np.prod(shape[:-1])))
+        elif key == "logits.bias":
+            bound = 1.0 / np.sqrt(shapes["logits.kernel"][0])
+            value = rng.uniform(-bound, bound, shape)
+        elif weight in ("bias", "bias_in", "bias_out", "moving_mean"):
+            value = 0.2 * normal
+        elif weight == "alpha":
+            value = 0.25 + 0.05 * normal
+        elif weight == "gamma":
+            value = 1.0 + 0.1 * normal
+        elif weight == "beta":
+            value = 0.1 * normal
+        elif weight == "moving_variance":
+            value = np.exp(0.3 * normal)
+        else:
+            raise ValueError(f"no initial distribution for {key}")
+        weights[key] = value.astype(np.float32)
+    return weights
 
 
 def short_name(variable):
@@ -188,17 +239,18 @@ def run_our_steps(model, reference, set_step_state, rule="all"):
                            float(reference[f"lr{s}"]))
         after = weights_numpy(model)
         results["loss"][f"step{s}"] = relative_difference(loss, reference[f"step{s}.loss"])
-        for key, value in relative_differences(grads, subset(reference, f"step{s}.grad.")).items():
-            results["gradients"][f"step{s}.{key}"] = value
+        for key, value in subset(reference, f"step{s}.grad.").items():
+            results["gradients"][f"step{s}.{key}"] = relative_difference(
+                sample(grads[key]), value)
         deltas = subset(reference, f"step{s}.delta.")
         lr = float(reference[f"lr{s}"])
         buffers = step.momentum_buffers()
         for key, delta in deltas.items():
-            ours = after[key] - before[key]
+            ours = sample(after[key] - before[key])
             if key in trainable:
                 results["updates"][f"step{s}.{key}"] = relative_difference(ours, delta)
                 results["buffers"][f"step{s}.{key}"] = relative_difference(
-                    buffers[key], -delta.astype(np.float64) / lr)
+                    sample(buffers[key]), -delta.astype(np.float64) / lr)
             else:
                 results["bn statistics"][f"step{s}.{key}"] = relative_difference(ours, delta)
         logits(s)

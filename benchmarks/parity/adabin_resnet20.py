@@ -43,6 +43,7 @@ from _common import (  # noqa: E402
     preprocess,
     read_reference,
     run_our_steps,
+    sample,
     summary_rows,
     weights_numpy,
     write_reference,
@@ -187,8 +188,8 @@ def make_reference(repo, data):
         reference[f"ede_k{s}"], reference[f"ede_t{s}"] = float(k), float(t)
         loss, grads, deltas = step(images, labels, reference[f"lr{s}"])
         reference[f"step{s}.loss"] = loss
-        reference.update({f"step{s}.grad.{key}": v for key, v in grads.items()})
-        reference.update({f"step{s}.delta.{key}": v for key, v in deltas.items()})
+        reference.update({f"step{s}.grad.{key}": sample(v) for key, v in grads.items()})
+        reference.update({f"step{s}.delta.{key}": sample(v) for key, v in deltas.items()})
         reference[f"logits{s}"] = step.logits(images1)
 
     k, t = ede_constants(log_up, EPOCH1)
