@@ -48,7 +48,14 @@ from _common import (  # noqa: E402
     weights_numpy,
     write_reference,
 )
-from _torch import NameMap, TorchStep, cpu_only_cuda, official_modules, sign_flips, torch_input  # noqa: E402
+from _torch import (  # noqa: E402
+    NameMap,
+    TorchStep,
+    cpu_only_cuda,
+    official_modules,
+    sign_flips,
+    torch_input,
+)
 from larq_adaptive.introspect import iter_quantizers  # noqa: E402
 from larq_adaptive.layers import AdaBinConv2D, Maxout  # noqa: E402
 from larq_adaptive.models import get_model  # noqa: E402
@@ -181,7 +188,8 @@ def make_reference(repo, data):
         "lr1": cosine_lr(EPOCH1), "lr2": cosine_lr(EPOCH2), "weight_decay": WEIGHT_DECAY,
         "momentum": MOMENTUM, "logits0": step.logits(images1),
     }
-    reference.update({f"init.{k}": v for k, v in init.items() if not k.endswith(("ede_k", "ede_t"))})
+    reference.update({f"init.{k}": v for k, v in init.items()
+                      if not k.endswith(("ede_k", "ede_t"))})
     for s, epoch, images, labels in ((1, EPOCH1, images1, labels1), (2, EPOCH2, images2, labels2)):
         k, t = ede_constants(log_up, epoch)
         set_torch_ede(torch_model, conv_class, k, t)

@@ -52,7 +52,6 @@ from _common import (  # noqa: E402
     run_our_steps,
     sample,
     summary_rows,
-    weights_numpy,
     write_reference,
 )
 from _torch import NameMap, TorchStep, official_modules, sign_flips, torch_input  # noqa: E402
@@ -179,7 +178,8 @@ def make_reference(repo, data):
     init = random_weights({k: v.shape for k, v in keras_weights(model).items()}, SEED)
     assign(model, init)
     names = name_map(model, torch_model.state_dict())
-    torch_model.load_state_dict({**torch_model.state_dict(), **names.torch(init)})  # Keras -> PyTorch
+    # Keras -> PyTorch
+    torch_model.load_state_dict({**torch_model.state_dict(), **names.torch(init)})
     state_dict = {k: v.clone() for k, v in torch_model.state_dict().items()}
     back = names.keras(state_dict)  # and back: bit for bit
     worst = max(float(np.max(np.abs(back[k] - init[k]))) for k in init)
