@@ -2,6 +2,7 @@
 
     import larq_adaptive as lqa
     lqa.quantizers.AdaBinWeightQuantizer, lqa.layers.RPReLU, lqa.callbacks.EDESchedule,
+    lqa.optimizers.TorchSGD,
     lqa.summary(model), lqa.load_model(path), lqa.save_model(model, path, **record),
     lqa.read_metadata(path), lqa.custom_objects(),
     lqa.models.get_model(name), lqa.export.to_tflite(model, path), lqa.plot.curves_figure(run),
@@ -19,7 +20,14 @@ from larq_adaptive.keras2 import ensure_keras2 as _ensure_keras2
 
 _ensure_keras2()
 
-from larq_adaptive import callbacks, introspect, layers, preprocessing, quantizers  # noqa: E402
+from larq_adaptive import (  # noqa: E402
+    callbacks,
+    introspect,
+    layers,
+    optimizers,
+    preprocessing,
+    quantizers,
+)
 from larq_adaptive.profiling import summary  # noqa: E402
 from larq_adaptive.saving import (  # noqa: E402
     custom_objects,
@@ -41,6 +49,7 @@ __all__ = [
     "layers",
     "load_model",
     "models",
+    "optimizers",
     "plot",
     "preprocessing",
     "quantizers",

@@ -12,9 +12,11 @@ Every binary convolution is ``method.conv_layer`` (a ``PaddedQuantConv2D`` or
 it, so larq's summary sees 1-bit inputs and the LCE converter produces binary convolutions.
 """
 
+import math
+
 import tensorflow as tf
 
-from larq_adaptive.layers import OptionAShortcut, TorchPadding2D
+from larq_adaptive.layers import OptionAShortcut, TorchBatchNormalization, TorchPadding2D
 from larq_adaptive.models.weights import load_weights
 
 BN_EPSILON = 1e-5  # PyTorch default (the AdaBin head BN has running_var down to 2e-5)
@@ -50,7 +52,8 @@ def finish(inputs, outputs, input_tensor, name, method, weights, load=load_weigh
 
 
 def batch_norm(x, name):
-    return tf.keras.layers.BatchNormalization(
+    """PyTorch BatchNorm (momentum 0.1, eps 1e-5, running variance unbiased)."""
+    return TorchBatchNormalization(
         momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name
     )(x)
 
@@ -73,10 +76,19 @@ def torch_max_pool(x, pool_size=3, strides=2, pad=1, name=None):
     return tf.keras.layers.MaxPool2D(pool_size, strides, padding="valid", name=name)(x)
 
 
-def dense(x, num_classes, initializer, name="logits"):
-    """Full-precision Dense logits with bias (float32 under mixed precision)."""
+def dense(x, num_classes, initializer, name="logits", torch_bias=False):
+    """Full-precision Dense logits with bias (float32 under mixed precision, else the
+    policy's dtype: float64 runs stay float64). Bias init zeros, or with ``torch_bias``
+    ``nn.Linear``'s default ``U(+-1/sqrt(fan_in))`` (official code that only re-initialises
+    the weight)."""
+    half = tf.keras.mixed_precision.global_policy().compute_dtype in ("float16", "bfloat16")
+    bias = "zeros"
+    if torch_bias:
+        bound = 1.0 / math.sqrt(int(x.shape[-1]))
+        bias = tf.keras.initializers.RandomUniform(-bound, bound)
     return tf.keras.layers.Dense(
-        num_classes, kernel_initializer=initializer(), dtype="float32", name=name
+        num_classes, kernel_initializer=initializer(), bias_initializer=bias,
+        dtype="float32" if half else None, name=name,
     )(x)
 
 
@@ -167,11 +179,13 @@ def double_residual_block(x, filters, strides, name, method, shortcut=option_a_s
     return residual_unit(h, h, filters, 1, name, method, 2)
 
 
-def resnet_basic_block(x, filters, strides, name, method):
+def resnet_basic_block(x, filters, strides, name, method, shortcut_initializer=None):
     """The standard BasicBlock (DWR CIFAR ResNet-18): ``act(BN(conv2(act(BN(conv1(x))))) + SC(x))``
-    with a full-precision 1x1 conv + BN shortcut when the shape changes."""
+    with a full-precision 1x1 conv + BN shortcut (init ``shortcut_initializer``) when the shape
+    changes."""
     h = conv_bn_act(x, filters, 3, strides, name, method, 1)
-    return residual_unit(h, conv_shortcut(x, filters, strides, name), filters, 1, name, method, 2)
+    shortcut = conv_shortcut(x, filters, strides, name, shortcut_initializer)
+    return residual_unit(h, shortcut, filters, 1, name, method, 2)
 
 
 def bireal_block(x, filters, strides, name, method):
@@ -209,13 +223,15 @@ def stem(x, filters, kernel_size, strides, method, activation=True, initializer=
     return method.activation(name="stem_act")(x) if activation else x
 
 
-def pooled_head(x, num_classes, method, batch_norm_features=True, initializer=None):
+def pooled_head(x, num_classes, method, batch_norm_features=True, initializer=None,
+                torch_bias=False):
     """Global average pool (-> BN on the pooled vector) -> Dense: ``head_pool``, ``head_bn``,
-    ``logits`` (Dense init: ``initializer``, default the method's)."""
+    ``logits`` (Dense init: ``initializer``, default the method's; ``torch_bias``: see
+    :func:`dense`)."""
     x = tf.keras.layers.GlobalAveragePooling2D(name="head_pool")(x)
     if batch_norm_features:
         x = batch_norm(x, "head_bn")
-    return dense(x, num_classes, initializer or method.kernel_initializer)
+    return dense(x, num_classes, initializer or method.kernel_initializer, torch_bias=torch_bias)
 
 
 def flatten_head(x, num_classes, method, initializer=None):
@@ -231,23 +247,26 @@ def flatten_head(x, num_classes, method, initializer=None):
 def cifar_resnet(
     *, name, method, widths, blocks, align, input_shape, input_tensor, weights, include_top,
     num_classes, stem_filters=16, shortcut=option_a_shortcut, stem_initializer=None,
-    load=load_weights,
+    load=load_weights, edge_method=None, torch_bias=False,
 ):
     """CIFAR ResNet-20 layout: FP stem conv 3x3 3->``stem_filters`` + BN + act; one stage per
     width (strides 1, 2, 2) of ``blocks[s]`` :func:`double_residual_block` blocks; optional
     ``alg2`` (binary conv 3x3 -> ``align`` + BN + act, DWR); head GAP -> BN -> Dense.
-    ``include_top=False`` returns the last feature map."""
+    ``edge_method`` (default ``method``): the method of the stem activation and of ``alg2``
+    (DWR ReActNet keeps the IR-Net units there). ``include_top=False`` returns the last
+    feature map."""
+    edge_method = edge_method or method
     inputs = image_input(input_shape, input_tensor, (32, 32, 3))
-    x = stem(inputs, stem_filters, 3, 1, method, initializer=stem_initializer)
+    x = stem(inputs, stem_filters, 3, 1, edge_method, initializer=stem_initializer)
 
     def block(x, filters, strides, block_name, method):
         return double_residual_block(x, filters, strides, block_name, method, shortcut)
 
     x = stages(x, widths, blocks, (1, 2, 2), block, method)
     if align:
-        x = conv_bn_act(x, align, 3, 1, "alg2", method)
+        x = conv_bn_act(x, align, 3, 1, "alg2", edge_method)
     if include_top:
-        x = pooled_head(x, num_classes, method)
+        x = pooled_head(x, num_classes, method, torch_bias=torch_bias)
     return finish(inputs, x, input_tensor, name, method, weights, load)
 
 
@@ -256,7 +275,7 @@ VGG_SMALL_POOLS = (True, False, True, False, True)  # a 2x2 max-pool ends stages
 
 def vgg_small(
     *, name, method, widths, blocks, align, input_shape, input_tensor, weights, include_top,
-    num_classes, stem_initializer=None,
+    num_classes, stem_initializer=None, head_initializer=None,
 ):
     """VGG-small: FP conv 3x3 3->128 -> BN -> act (``stem_*``); five "stages" of ``blocks[s]``
     binary convs of width ``widths[s]``, each conv -> [MaxPool 2x2 after the last conv of
@@ -278,5 +297,5 @@ def vgg_small(
     if align:
         x = conv_bn_act(x, align, 3, 1, "alg2", method)
     if include_top:
-        x = flatten_head(x, num_classes, method)
+        x = flatten_head(x, num_classes, method, initializer=head_initializer)
     return finish(inputs, x, input_tensor, name, method, weights)

@@ -10,11 +10,25 @@ per stage) so that any reshaped or searched variant can be built, e.g.
 and the width search are in :mod:`larq_adaptive.models.dwr_search` (re-exported here); the
 whole pipeline as a command is ``larq-adaptive-dwr`` (:mod:`larq_adaptive.training.dwr_cli`).
 
-Methods (``method=``, see :mod:`larq_adaptive.models.methods`): ``"irnet"`` (the DWR code's
-``IRConv2d``: ApproxSign activations, unscaled sign weights with the ``|W|<=1`` STE,
-Hardtanh), ``"reactnet"`` (RSign, ``mean|W| sign(W)`` weights, RPReLU), ``"dybnn"`` and
-``"float"`` (real-valued twin, registered as ``float_<name>``). ``binary_weights=False``
-builds stage 1 of two-step training (switchable kernel quantizers, inactive).
+Binarizers. Every binary conv of the official CIFAR-10 code is ``IRConv2d``
+(``modules/ir_1w1a.py``): **unscaled** ``sign(W)`` with the clamp straight-through estimator
+``sign(W).detach() - clamp(W, -1, 1).detach() + clamp(W, -1, 1)`` (larq ``SteSign``,
+``clip_value=1``) and ApproxSign activations (``binactivation.py``: larq ``ApproxSign``) --
+also in ``dwr_reactnet_resnet20``, whose ReActNet parts are the learnable shifts around them
+(``LearnableBias`` before the conv = ``RSign``, ``PReLU`` between two shifts = ``RPReLU``),
+not ReActNet's scaled weights. Its stem and ``alg2`` keep Hardtanh and plain ApproxSign.
+Init as the official ``_weights_init``: ``kaiming_normal_`` (fan in, untruncated) for every
+conv and Linear weight, stem, shortcut and head included, ``nn.Linear``'s default bias;
+VGG-small: ``normal(0, sqrt(2 / (k k C_out)))`` convs and ``normal(0, 0.01)`` Linear.
+ImageNet (``dwr_reactnet_resnet18``): the official code uses ReActNet's scaled
+``HardBinaryConv`` (``mean|W| sign(W)``), RSign and RPReLU, so the ``"reactnet"`` row.
+
+Methods (``method=``, see :mod:`larq_adaptive.models.methods`): each builder's default is the
+official one above; ``"irnet"``, ``"reactnet"`` (on the IR-Net models: ReActNet's own row,
+scaled weights), ``"dybnn"``, ``"adabin"``, ``"ste_sign"`` binarize the whole network with
+their row; ``"float"`` (real-valued twin, registered as ``float_<name>``) keeps the default's
+activations and init. ``binary_weights=False`` builds stage 1 of two-step training
+(switchable kernel quantizers, inactive).
 
 Complexity of the released architectures (from the official modules; parameters
 = trainable parameters, BN running statistics excluded; MACs of conv/FC layers):
@@ -37,6 +51,9 @@ References:
 - Official code: https://github.com/pingxue-hfut/DWR
 """
 
+import functools
+
+import larq as lq
 import tensorflow as tf
 
 from larq_adaptive.layers import ChannelSlice
@@ -54,7 +71,7 @@ from larq_adaptive.models.blocks import (
     vgg_small,
 )
 from larq_adaptive.models.dwr_search import reshape, search_widths
-from larq_adaptive.models.methods import get_method
+from larq_adaptive.models.methods import HE_FAN_IN, HE_FAN_OUT, get_method
 from larq_adaptive.models.registry import register_with_float_twin
 
 __all__ = [
@@ -73,8 +90,17 @@ IMAGENET = dict(input_shape=(224, 224, 3), num_classes=1000, recipe="dwr_imagene
                 family="dwr")
 
 
-def _method(method, family, binary_weights):
-    return get_method(method, family, binary_weights=binary_weights)
+def _method(method, family, binary_weights, **overrides):
+    return get_method(method, family, binary_weights=binary_weights, **overrides)
+
+
+# The official DWR CIFAR-10 code (modules/ir_1w1a.py IRConv2d): unscaled sign(W), clamp STE.
+DWR_CIFAR_WEIGHTS = functools.partial(lq.quantizers.SteSign, clip_value=1.0)
+
+
+def _vgg_linear_init():
+    """VGG-small's ``m.weight.data.normal_(0, 0.01)`` for the Linear head."""
+    return tf.keras.initializers.RandomNormal(0.0, 0.01)
 
 
 def _widths(widths, blocks, stages_count):
@@ -128,13 +154,16 @@ def dwr_resnet20(
     FP stem conv 3x3 3->16 -> BN -> Hardtanh; one stage per width (strides 1, 2, 2) of
     ``blocks`` blocks ``h = HT(BN(conv1(x)) + optionA(x)); y = HT(BN(conv2(h)) + h)``, where
     option A zero-pads ``(width - C_in) // 2`` channels on each side; ``alg2`` = binary conv
-    3x3 -> 64 + BN + Hardtanh; head GAP -> BN -> Dense. Kaiming-normal init.
+    3x3 -> 64 + BN + Hardtanh; head GAP -> BN -> Dense. Binary convs: IRConv2d (ApproxSign,
+    unscaled sign weights, clamp STE); ``kaiming_normal_`` init of every conv and Linear weight.
     """
     widths, blocks = _widths(widths, blocks, 3)
+    official = method in ("irnet", "float")
     return cifar_resnet(
         name="dwr_resnet20", method=_method(method, "irnet", binary_weights), widths=widths,
         blocks=blocks, align=64, input_shape=input_shape, input_tensor=input_tensor,
         weights=weights, include_top=include_top, num_classes=num_classes,
+        stem_initializer=HE_FAN_IN if official else None, torch_bias=official,
     )
 
 
@@ -148,17 +177,30 @@ def dwr_reactnet_resnet20(
 
     Provenance: official (``CIFAR-10/ResNet-20+ReActNet/resnet.py``).
 
-    As :func:`dwr_resnet20` with widths 30/86/154, RSign before every binary conv, ReActNet
-    weights and RPReLU for every Hardtanh. Deviation: the official stem and ``alg2`` keep a
-    Hardtanh and ``alg2`` has no RSign / uses unscaled weights; here the whole network uses
-    the ReActNet binarizers and RPReLU (a handful of extra shift/slope parameters).
+    As :func:`dwr_resnet20` with widths 30/86/154; in the blocks every binary conv reads
+    ``RSign(x) = sign(x + b_c)`` (``LearnableBias`` + ApproxSign) and every Hardtanh is an
+    RPReLU, while the weights stay the DWR code's IRConv2d binarizer: **unscaled**
+    ``sign(W)`` with the clamp STE (not ReActNet's ``mean|W| sign(W)``: under BN the scale
+    leaves the forward pass unchanged but multiplies the latent-weight gradient by
+    ``1/mean|W|``). The stem (FP conv + BN + Hardtanh) and ``alg2`` (IRConv2d 154 -> 64 with
+    plain ApproxSign + BN + Hardtanh) are the IR-Net units. ``kaiming_normal_`` (fan in)
+    init of every conv and Linear weight, PReLU slopes 0.25. Other ``method=`` values
+    binarize the whole network with their own row.
     """
     widths, blocks = _widths(widths, blocks, 3)
+    official = method in ("reactnet", "float")
+    if official:
+        body = _method(method, "reactnet", binary_weights, kernel_initializer=HE_FAN_IN,
+                       kernel_quantizer=DWR_CIFAR_WEIGHTS if method == "reactnet" else None)
+        edge = _method("float" if method == "float" else "irnet", "irnet", binary_weights,
+                       kernel_quantizer=DWR_CIFAR_WEIGHTS if method == "reactnet" else None)
+    else:
+        body = edge = _method(method, "reactnet", binary_weights)
     return cifar_resnet(
-        name="dwr_reactnet_resnet20", method=_method(method, "reactnet", binary_weights),
-        widths=widths, blocks=blocks, align=64, input_shape=input_shape,
-        input_tensor=input_tensor, weights=weights, include_top=include_top,
-        num_classes=num_classes,
+        name="dwr_reactnet_resnet20", method=body, edge_method=edge, widths=widths,
+        blocks=blocks, align=64, input_shape=input_shape, input_tensor=input_tensor,
+        weights=weights, include_top=include_top, num_classes=num_classes,
+        stem_initializer=HE_FAN_IN if official else None, torch_bias=official,
     )
 
 
@@ -176,15 +218,19 @@ def dwr_resnet18_cifar(
 
     FP stem conv 3x3 3->64 -> BN -> Hardtanh; stages (strides 1, 2, 2, 2) of standard
     BasicBlocks ``HT(BN(conv2(HT(BN(conv1(x))))) + SC(x))`` with SC = FP 1x1 conv + BN when
-    the shape changes; head GAP -> BN -> Dense.
+    the shape changes; head GAP -> BN -> Dense. Binary convs: IRConv2d; ``kaiming_normal_``
+    init of every conv and Linear weight (stem and shortcuts included).
     """
     widths, blocks = _widths(widths, blocks, 4)
+    official = method in ("irnet", "float")
     method = _method(method, "irnet", binary_weights)
     inputs = image_input(input_shape, input_tensor, CIFAR["input_shape"])
-    x = stem(inputs, 64, 3, 1, method)
-    x = stages(x, widths, blocks, (1, 2, 2, 2), resnet_basic_block, method)
+    x = stem(inputs, 64, 3, 1, method, initializer=HE_FAN_IN if official else None)
+    block = functools.partial(resnet_basic_block,
+                              shortcut_initializer=HE_FAN_IN if official else None)
+    x = stages(x, widths, blocks, (1, 2, 2, 2), block, method)
     if include_top:
-        x = pooled_head(x, num_classes, method)
+        x = pooled_head(x, num_classes, method, torch_bias=official)
     return finish(inputs, x, input_tensor, "dwr_resnet18_cifar", method, weights)
 
 
@@ -202,13 +248,19 @@ def dwr_vgg_small(
     convs of width ``widths[s]``, each conv -> [MaxPool 2x2 after the last conv of stages 1,
     3 and 5] -> BN -> Hardtanh (``stage{s}_block{b}_conv/_pool/_bn/_act``); ``alg2`` = binary
     conv 3x3 -> 512 + BN + Hardtanh; flatten (4 x 4 x 512) -> Dense. ``include_top=False``
-    returns the 4x4x512 map.
+    returns the 4x4x512 map. Binary convs: IRConv2d; init as the official
+    ``_initialize_weights``: every conv ``normal(0, sqrt(2 / (k k C_out)))`` (fan out), the
+    Linear ``normal(0, 0.01)``, biases zero.
     """
     widths, blocks = _widths(widths, blocks, 5)
+    official = method in ("irnet", "float")
+    overrides = dict(kernel_initializer=HE_FAN_OUT) if official else {}
     return vgg_small(
-        name="dwr_vgg_small", method=_method(method, "irnet", binary_weights), widths=widths,
-        blocks=blocks, align=512, input_shape=input_shape, input_tensor=input_tensor,
-        weights=weights, include_top=include_top, num_classes=num_classes,
+        name="dwr_vgg_small", method=_method(method, "irnet", binary_weights, **overrides),
+        widths=widths, blocks=blocks, align=512, input_shape=input_shape,
+        input_tensor=input_tensor, weights=weights, include_top=include_top,
+        num_classes=num_classes, stem_initializer=HE_FAN_OUT if official else None,
+        head_initializer=_vgg_linear_init if official else None,
     )
 
 

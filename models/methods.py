@@ -126,14 +126,16 @@ def _switchable(quantizer_class, binary_weights):
 
 
 def get_method(method, default, *, binary_weights=True, reduction=16, hidden_activation="relu",
-               decomposed=False, kernel_initializer=None):
+               decomposed=False, kernel_initializer=None, kernel_quantizer=None):
     """The :class:`Method` named ``method`` (one of :data:`METHODS`) for an architecture whose
     own method is ``default`` (one of :data:`BINARY_METHODS`; ``"float"`` takes its activation
     and initializer).
 
     ``reduction``/``hidden_activation`` configure DyBNN's hyper-functions; ``decomposed``
-    builds AdaBin convs in their LCE-deployable form; ``kernel_initializer`` overrides the
-    row's binary-conv initializer (architectures whose official code sets its own).
+    builds AdaBin convs in their LCE-deployable form; ``kernel_initializer`` and
+    ``kernel_quantizer`` (a quantizer class or factory) override the row's binary-conv
+    initializer and weight binarizer (architectures whose official code sets its own, e.g.
+    DWR's ReActNet models: unscaled ``SteSign`` weights).
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
@@ -153,5 +155,6 @@ def get_method(method, default, *, binary_weights=True, reduction=16, hidden_act
     conv_layer = row.conv_layer
     if decomposed:
         conv_layer = functools.partial(conv_layer, decomposed=True)
-    return Method(method, conv_layer, input_quantizer,
-                  _switchable(row.kernel_quantizer, binary_weights), activation, initializer)
+    weights = kernel_quantizer or row.kernel_quantizer
+    return Method(method, conv_layer, input_quantizer, _switchable(weights, binary_weights),
+                  activation, initializer)

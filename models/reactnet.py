@@ -24,8 +24,10 @@ BOPs/64 + FLOPs):
 | ``reactnet_resnet18`` (Bi-Real-based)  | 65.9 % | 1.63e8  | 11.70 M | 1.676 G     | 16        |
 
 ``reactnet_resnet20`` (CIFAR-10) is the ResNet-20 layout (3 blocks per stage, 16/32/64
-channels, 18 binary convs, 40.1 M binary MACs) with the ReActNet binary conv of the DWR
-code base; no accuracy is reported for it in the literature covered here.
+channels, 18 binary convs, 40.1 M binary MACs) with ReActNet's own binary conv (RSign,
+scaled ``mean|W| sign(W)`` weights, RPReLU). It is not the DWR code's ResNet-20+ReActNet,
+whose weights are unscaled IR-Net ones (``dwr_reactnet_resnet20``); no accuracy is reported
+for it in the literature covered here.
 
 References:
 - Liu, Shen, Savvides, Cheng. ReActNet: Towards Precise Binary Neural Networks with

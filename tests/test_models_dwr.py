@@ -145,14 +145,14 @@ def test_binary_weights_false(name, build_model):
     model = build_model(name, binary_weights=False)
     convs = binary_convs(model)
     assert len(convs) == 7
-    inner = ReActNetWeightQuantizer if "reactnet" in name else lq.quantizers.SteSign
-    for layer in convs:
+    for layer in convs:  # every DWR CIFAR binary conv: IRConv2d's unscaled sign weights
         assert isinstance(layer.kernel_quantizer, SwitchableQuantizer)
-        assert isinstance(layer.kernel_quantizer.quantizer, inner)
+        assert type(layer.kernel_quantizer.quantizer) is lq.quantizers.SteSign
         assert float(layer.kernel_quantizer.active.numpy()) == 0.0
     if "reactnet" in name:
-        assert all(isinstance(layer.input_quantizer, RSign) for layer in convs)
-        assert isinstance(model.get_layer("alg2_act"), lqa.layers.RPReLU)
+        assert all(isinstance(layer.input_quantizer, RSign) for layer in convs[:-1])
+        assert type(model.get_layer("alg2_conv").input_quantizer) is lq.quantizers.ApproxSign
+        assert isinstance(model.get_layer("alg2_act"), lqa.layers.HardTanh)
 
 
 def test_vgg_small_layout(build_model):
@@ -235,3 +235,97 @@ def _export_check(model, expected_bconvs):
 @pytest.mark.parametrize("name", CIFAR_NAMES)
 def test_cifar_exports_binary_convs(name, build_model):
     _export_check(build_model(name), SPEC_4_4[name][3])
+
+
+# ---------------------------------------------------------------------------------------
+# Binarizers and init of the official DWR CIFAR-10 code (CIFAR-10/*/modules/ir_1w1a.py
+# IRConv2d, resnet.py _weights_init, vgg.py _initialize_weights)
+
+
+@pytest.mark.parametrize("name", CIFAR_NAMES)
+def test_cifar_weight_binarizer_is_unscaled_sign_with_clamp_ste(name, build_model):
+    """IRConv2d: ``bw = sign(W).detach() - clamp(W,-1,1).detach() + clamp(W,-1,1)``: forward
+    sign(W) (no mean|W| scale), backward the upstream gradient where ``|W| <= 1``."""
+    model = build_model(name)
+    rng = np.random.default_rng(0)
+    convs = binary_convs(model)
+    assert convs
+    for layer in convs:
+        kernel = layer.kernel
+        latent = rng.normal(0.0, 1.0, kernel.shape).astype(np.float32)  # ~32 % beyond +-1
+        kernel.assign(latent)
+        upstream = rng.normal(size=kernel.shape).astype(np.float32)
+        with tf.GradientTape() as tape:
+            binary = layer.kernel_quantizer(tf.identity(kernel))
+            loss = tf.reduce_sum(binary * upstream)
+        np.testing.assert_array_equal(binary.numpy(), np.where(latent >= 0, 1.0, -1.0))
+        expected = upstream * (np.abs(latent) <= 1.0)
+        np.testing.assert_array_equal(tape.gradient(loss, kernel).numpy(), expected)
+
+
+def _initializer_config(initializer):
+    config = initializer.get_config()
+    return type(initializer).__name__, {k: config[k] for k in sorted(config) if k != "seed"}
+
+
+def _kaiming(mode):  # torch kaiming_normal_: N(0, 2 / fan), not truncated
+    return "VarianceScaling", {"distribution": "untruncated_normal", "mode": mode, "scale": 2.0}
+
+
+@pytest.mark.parametrize("name", CIFAR_NAMES)
+def test_cifar_init_is_the_official_one(name, build_model):
+    """ResNets: ``kaiming_normal_`` (fan in) for EVERY conv and Linear weight (stem, shortcut
+    and head included), Linear bias ``U(+-1/sqrt(fan_in))``; VGG-small: every conv
+    ``N(0, 2 / (k k C_out))``, Linear ``N(0, 0.01)``, bias 0. Checked on the initializers and
+    on the sampled values (std within sampling error; no truncation)."""
+    model = build_model(name)
+    vgg = "vgg" in name
+    convs = [layer for layer in model.layers if isinstance(layer, tf.keras.layers.Conv2D)]
+    assert len(convs) >= len(binary_convs(model)) + 1  # the stem too
+    for layer in convs:
+        assert _initializer_config(layer.kernel_initializer) == _kaiming(
+            "fan_out" if vgg else "fan_in"), layer.name
+        k, _, c_in, c_out = layer.kernel.shape
+        fan = k * k * (c_out if vgg else c_in)
+        values = layer.kernel.numpy()
+        std, expected = values.std(), np.sqrt(2.0 / fan)
+        assert abs(std / expected - 1) < 4 / np.sqrt(2 * values.size) + 0.01, layer.name
+        if values.size > 50_000:  # a truncated normal never exceeds ~2.3 sigma
+            assert np.abs(values).max() > 3.5 * expected, layer.name
+    head = model.get_layer("logits")
+    fan_in = head.kernel.shape[0]
+    if vgg:
+        assert _initializer_config(head.kernel_initializer) == (
+            "RandomNormal", {"mean": 0.0, "stddev": 0.01})
+        np.testing.assert_array_equal(head.bias.numpy(), 0.0)
+    else:
+        assert _initializer_config(head.kernel_initializer) == _kaiming("fan_in")
+        bound = 1 / np.sqrt(fan_in)
+        assert _initializer_config(head.bias_initializer) == (
+            "RandomUniform", {"maxval": bound, "minval": -bound})
+        bias = head.bias.numpy()
+        assert np.all(np.abs(bias) <= bound) and np.any(bias != 0)
+
+
+def test_dwr_reactnet_resnet20_units_follow_the_official_code(build_model):
+    """ResNet-20+ReActNet: stem FP conv + BN + Hardtanh; blocks RSign (LearnableBias +
+    ApproxSign) -> IRConv2d -> BN (+ shortcut) -> RPReLU (PReLU slopes 0.25); alg2 = IRConv2d
+    with plain ApproxSign + BN + Hardtanh."""
+    model = build_model("dwr_reactnet_resnet20")
+    assert isinstance(model.get_layer("stem_act"), lqa.layers.HardTanh)
+    assert isinstance(model.get_layer("alg2_act"), lqa.layers.HardTanh)
+    assert type(model.get_layer("alg2_conv").input_quantizer) is lq.quantizers.ApproxSign
+    blocks = [layer for layer in binary_convs(model) if layer.name.startswith("stage")]
+    assert len(blocks) == 6 and all(isinstance(layer.input_quantizer, RSign) for layer in blocks)
+    acts = [layer for layer in model.layers if layer.name.startswith("stage")
+            and layer.name.endswith(("_act1", "_act2"))]
+    assert len(acts) == 6 and all(isinstance(layer, lqa.layers.RPReLU) for layer in acts)
+    for layer in acts:
+        np.testing.assert_array_equal(layer.prelu.alpha.numpy(), 0.25)
+
+
+def test_dwr_reactnet_resnet20_other_methods_binarize_everything(build_model):
+    model = build_model("dwr_reactnet_resnet20", method="dybnn")
+    assert all(isinstance(layer.kernel_quantizer, ReActNetWeightQuantizer)
+               for layer in binary_convs(model))
+    assert isinstance(model.get_layer("alg2_act"), lqa.layers.DyPReLU)

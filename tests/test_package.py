@@ -9,8 +9,8 @@ import pytest
 from larq_adaptive.keras2 import tensorflow_version
 
 PUBLIC = ("callbacks", "custom_objects", "data", "export", "introspect", "layers", "load_model",
-          "models", "plot", "preprocessing", "quantizers", "read_metadata", "save_model",
-          "summary", "training")
+          "models", "optimizers", "plot", "preprocessing", "quantizers", "read_metadata",
+          "save_model", "summary", "training")
 
 
 def _run(code, env):
@@ -29,6 +29,7 @@ assert callable(lqa.summary) and callable(lqa.load_model) and callable(lqa.custo
 lqa.export.to_tflite, lqa.export.binary_weights, lqa.models.get_model, lqa.models.available_models
 lqa.plot.curves_figure, lqa.plot.binary_sets_figure, lqa.training.get_recipe, lqa.training.run_stages
 lqa.layers.HardTanh, lqa.layers.ChannelSlice, lqa.layers.BorderCorrectedQuantConv2D
+lqa.layers.TorchBatchNormalization, lqa.optimizers.TorchSGD
 try:
     lqa.no_such_thing
 except AttributeError as error:

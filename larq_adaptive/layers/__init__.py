@@ -4,6 +4,7 @@
 |---|---|
 | :mod:`~larq_adaptive.layers.activations` | ``Maxout`` (AdaBin), ``RPReLU`` (ReActNet), ``DyPReLU`` (DyBNN), ``HardTanh`` |
 | :mod:`~larq_adaptive.layers.convolutional` | ``PaddedQuantConv2D``, ``AdaBinConv2D``, ``BorderCorrectedQuantConv2D`` (export form) |
+| :mod:`~larq_adaptive.layers.normalization` | ``TorchBatchNormalization`` (PyTorch's running variance) |
 | :mod:`~larq_adaptive.layers.reshaping` | ``TorchPadding2D``, ``OptionAShortcut``, ``ChannelSlice`` |
 | :mod:`larq_adaptive.hyper` | ``HyperFunction`` (DyBNN's GAP -> FC -> FC, a sub-layer of DySign/DyPReLU) |
 """
@@ -15,6 +16,7 @@ from larq_adaptive.layers.convolutional import (
     BorderCorrectedQuantConv2D,
     PaddedQuantConv2D,
 )
+from larq_adaptive.layers.normalization import TorchBatchNormalization
 from larq_adaptive.layers.reshaping import ChannelSlice, OptionAShortcut, TorchPadding2D
 
 __all__ = [
@@ -28,5 +30,6 @@ __all__ = [
     "OptionAShortcut",
     "PaddedQuantConv2D",
     "RPReLU",
+    "TorchBatchNormalization",
     "TorchPadding2D",
 ]

@@ -33,7 +33,7 @@ class Stage:
 class Recipe:
     name: str
     description: str
-    optimizer: str  # "sgd" (momentum 0.9) | "adam" (0.9, 0.999, eps 1e-8)
+    optimizer: str  # "sgd" (TorchSGD: PyTorch momentum convention, 0.9) | "adam" (0.9, 0.999, eps 1e-8)
     learning_rate: float
     schedule: str  # "cosine": lr0 (1 + cos(pi e / E)) / 2 | "linear": lr0 (1 - (e + 1) / E)
     batch_size: int
