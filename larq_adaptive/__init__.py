@@ -19,6 +19,7 @@ from larq_adaptive.keras2 import ensure_keras2 as _ensure_keras2
 _ensure_keras2()
 
 from larq_adaptive import callbacks, introspect, layers, preprocessing, quantizers  # noqa: E402
+from larq_adaptive import optimizers_adam  # noqa: E402,F401  (registers TorchAdam)
 from larq_adaptive.profiling import summary  # noqa: E402
 from larq_adaptive.saving import custom_objects, load_model  # noqa: E402
 
