@@ -192,10 +192,43 @@ class FixedTeacher:
         return tf.keras.Model(inputs, Fixed(dtype="float64")(inputs))
 
 
-def run_ours(reference, method="reactnet"):
+def hyper_offsets(model, channels, seed=7):
+    """DyBNN with *non-zero* constant hyper-function outputs: every FC2 bias gets a random
+    value ``t`` (FC2 kernel stays 0, so ``t`` is the generated threshold/shift for every
+    input) and the static shift absorbs it (DySign ``b = b_official + t``; DyPReLU
+    ``bias_in = b_in + gamma``, ``bias_out = b_out - zeta``), so the network is still the
+    official RSign/RPReLU one. Returns {official name: offset of our static shift}."""
+    rng = np.random.default_rng(seed)
+    offsets = {}
+
+    def shift(fc2, size):
+        value = rng.normal(scale=0.3, size=size)
+        fc2.bias.assign(value)
+        return value
+
+    for i in range(1, len(channels)):
+        f, b = f"feature.{i}", f"block{i}"
+        for conv, move in ((f"{b}_conv1", "move11"), (f"{b}_conv2", "move21")):
+            sign = model.get_layer(conv).input_quantizer
+            t = shift(sign.threshold.fc2, sign.bias.shape[0])
+            sign.bias.assign_add(t)
+            offsets[f"{f}.{move}.bias"] = t
+        for act, (move_in, move_out) in ((f"{b}_act1", ("move12", "move13")),
+                                         (f"{b}_act2", ("move22", "move23"))):
+            layer = model.get_layer(act)
+            gamma, zeta = np.split(shift(layer.shift.fc2, 2 * layer.bias_in.shape[0]), 2)
+            layer.bias_in.assign_add(gamma)
+            layer.bias_out.assign_sub(zeta)
+            offsets[f"{f}.{move_in}.bias"] = gamma
+            offsets[f"{f}.{move_out}.bias"] = -zeta
+    return offsets
+
+
+def run_ours(reference, method="reactnet", offsets=False):
     """Our two steps from the reference's initial weights: the results in the official
     naming and layout (``grad``, ``exp_avg``, ``exp_avg_sq`` by parameter, ``param`` by
-    state_dict entry), like the reference."""
+    state_dict entry), like the reference. ``offsets`` (DyBNN only): constant non-zero
+    hyper-function outputs, see :func:`hyper_offsets`."""
     import tensorflow as tf
 
     from larq_adaptive.optimizers_adam import TorchAdam
@@ -211,6 +244,7 @@ def run_ours(reference, method="reactnet"):
     init = {k[len("init/"):]: v for k, v in reference.items() if k.startswith("init/")}
     shapes = {name: value.shape for name, value in init.items()}
     load_official(model, table, init)
+    shifted = hyper_offsets(model, cfg["channels"]) if offsets else {}
     images = reference["images"].transpose(0, 2, 3, 1)  # NCHW -> NHWC
     teacher_logits = reference["teacher_logits"]
     labels = np.zeros(len(images), "int64")
@@ -237,7 +271,8 @@ def run_ours(reference, method="reactnet"):
     distiller.compile(optimizer=optimizer,
                       loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     results = {"eval_logits/0": model(images, training=False).numpy(),
-               "decayed": official((v, v.numpy()) for v in decay.variables)}
+               "decayed": official((v, v.numpy()) for v in decay.variables),
+               "hyper_outputs": max([float(np.max(np.abs(t))) for t in shifted.values()] or [0])}
     for k in (1, 2):
         lr = learning_rate("linear", cfg["lr"], k - 1, cfg["epochs"])
         optimizer.learning_rate.assign(lr)
@@ -264,7 +299,9 @@ def run_ours(reference, method="reactnet"):
             for name, value in converted.items():
                 results[f"step{k}/{key}/{name}"] = value
         for name, value in official((e.variable, e.variable.numpy()) for e in table).items():
-            results[f"step{k}/param/{name}"] = value
+            offset = shifted.get(name)
+            results[f"step{k}/param/{name}"] = (
+                value if offset is None else value - np.reshape(offset, value.shape))
         results[f"eval_logits/{k}"] = model(images, training=False).numpy()
     results["param_names"] = sorted(param_names)
     return results
@@ -360,23 +397,28 @@ def format_table(worst):
 
 def check_main(data_dir, method="reactnet", tolerance=1e-5):
     """``--check``: compare our steps with the stored references, print a table per step
-    configuration; exit 1 if a difference exceeds ``tolerance``."""
+    configuration; exit 1 if a difference exceeds ``tolerance``. DyBNN also runs the step-2
+    configuration with non-zero constant hyper-function outputs (:func:`hyper_offsets`)."""
     import larq_adaptive  # noqa: F401  (Keras 2)
 
     status = 0
-    for step in (1, 2):
+    runs = [(1, False), (2, False)] + ([(2, True)] if method == "dybnn" else [])
+    for step, offsets in runs:
         path = Path(data_dir) / f"reactnet_a_step{step}.npz"
         if not path.is_file():
             print(f"error: {path} not found; generate it with reactnet_step.py "
                   "--official-repo PATH", file=__import__("sys").stderr)
             return 2
         reference = load_reference(path)
-        ours = run_ours(reference, method)
+        ours = run_ours(reference, method, offsets=offsets)
         worst = compare(reference, ours)
         flips, total = float32_sign_flips(reference, method)
-        print(f"\n{method} vs official ReActNet-A, step {step} configuration "
-              f"({'binary activations, real weights' if step == 1 else 'binary activations and weights'}),"
-              f" float64:")
+        kind = "binary activations, real weights" if step == 1 else "binary weights too"
+        hyper = {"reactnet": "", "dybnn": " (hyper-function outputs 0)"}[method]
+        if offsets:
+            hyper = f" (hyper-function outputs constant, up to {ours['hyper_outputs']:.2f})"
+        print(f"\n{method}{hyper} vs official ReActNet-A, step {step} configuration "
+              f"({kind}), float64:")
         print(format_table(worst))
         if step == 1:  # step 2 decays nothing (run.sh --weight_decay=0)
             print(f"decayed parameter set equals the official group: "

@@ -201,7 +201,8 @@ def main(argv=None):
     if args.check:
         return common.check_main(data, method="reactnet")
     if not args.official_repo:
-        parser.error("give --official-repo PATH (reference mode) or --check")
+        print("error: give --official-repo PATH (reference mode) or --check", file=sys.stderr)
+        return 2
     for step in (1, 2):
         make_reference(args.official_repo, step, data / f"reactnet_a_step{step}.npz")
     return 0
