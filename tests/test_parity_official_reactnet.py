@@ -126,3 +126,21 @@ def test_dybnn_with_constant_hyper_outputs_matches_official_reactnet(reference):
     result = ours(reference, "dybnn", 2, offsets=True)
     assert result["hyper_outputs"] > 0.5
     assert_step_parity(reference[2], result)
+
+
+@pytest.mark.parametrize("script", ["reactnet_step.py", "dybnn_step.py"])
+@pytest.mark.parametrize("args", [[], ["--official-repo", "/nonexistent/ReActNet"]])
+def test_scripts_refuse_bad_input_with_one_line(script, args, subprocess_env, tmp_path):
+    """No mode, or a reference run without PyTorch / without a ReActNet checkout: exit 2,
+    one line on stderr, nothing written."""
+    import subprocess
+
+    from conftest import command_stderr_lines
+
+    done = subprocess.run(
+        [sys.executable, str(PARITY / script), *args, "--data-dir", str(tmp_path)],
+        capture_output=True, text=True, env=subprocess_env, cwd=REPO, timeout=120,
+    )
+    lines = command_stderr_lines(done.stderr)
+    assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), done.stderr
+    assert not list(tmp_path.iterdir())

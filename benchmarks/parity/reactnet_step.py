@@ -48,6 +48,11 @@ def _load_module(path, name):
 
 def official_modules(repo, step):
     """The official ``reactnet`` module of ``step`` (1 or 2) and ``KD_loss``."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        print('error: --official-repo needs PyTorch (pip install -e ".[torch]")', file=sys.stderr)
+        raise SystemExit(2) from None
     repo = Path(repo)
     net = repo / "mobilenet" / f"{step}_step{step}" / "reactnet.py"
     kd = repo / "utils" / "KD_loss.py"
@@ -128,12 +133,12 @@ def presign_inputs(model, images):
 
 
 def make_reference(repo, step, out):
+    module, kd = official_modules(repo, step)  # checks PyTorch and the checkout first
     import copy
 
     import torch
 
     torch.manual_seed(0)
-    module, kd = official_modules(repo, step)
     cfg = common.config(step)
     generator = torch.Generator().manual_seed(1234 + step)
     model = build_official(module, cfg["channels"], cfg["num_classes"]).double()
