@@ -144,3 +144,28 @@ def test_scripts_refuse_bad_input_with_one_line(script, args, subprocess_env, tm
     lines = command_stderr_lines(done.stderr)
     assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), done.stderr
     assert not list(tmp_path.iterdir())
+
+
+def test_float64_models_compute_in_float64():
+    """Under a float64 policy nothing is silently float32 (Keras' Input is ``floatx()``, the
+    logits Dense was pinned to float32, the KD loss and the coupled decay cast to float32):
+    the harness above needs it, and so does anyone checking a model in float64."""
+    import tensorflow as tf
+
+    from larq_adaptive.training.distillation import soft_target_cross_entropy
+    from larq_adaptive.training.stages import CoupledWeightDecay
+
+    model, _ = common.build("reactnet", 1)
+    assert model.input.dtype == tf.float64 and model.output.dtype == tf.float64
+    logits = tf.constant([[1.0, 2.0, 3.0]], tf.float64)
+    teacher = tf.constant([[3.0, 2.0, 1.0]], tf.float64)
+    loss = soft_target_cross_entropy(teacher, logits)
+    assert loss.dtype == tf.float64
+    p = np.exp([3.0, 2.0, 1.0]) / np.exp([3.0, 2.0, 1.0]).sum()
+    log_q = np.array([1.0, 2.0, 3.0]) - np.log(np.exp([1.0, 2.0, 3.0]).sum())
+    assert loss.numpy()[0] == pytest.approx(-(p * log_q).sum(), rel=1e-15)
+    decay = CoupledWeightDecay(model, "reactnet")
+    decay.coefficient.assign(1e-5)
+    assert decay.loss().dtype == tf.float64
+    assert soft_target_cross_entropy(tf.cast(teacher, tf.float32),
+                                     tf.cast(logits, tf.float16)).dtype == tf.float32
