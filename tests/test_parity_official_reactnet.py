@@ -27,7 +27,8 @@ TOLERANCE = 1e-5
 def _common():
     if str(PARITY) not in sys.path:
         sys.path.insert(0, str(PARITY))
-    spec = importlib.util.spec_from_file_location("_reactnet_common", PARITY / "_reactnet_common.py")
+    spec = importlib.util.spec_from_file_location("_reactnet_common",
+                                                  PARITY / "_reactnet_common.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
