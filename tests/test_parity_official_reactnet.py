@@ -47,7 +47,15 @@ def torch_running_variance():
 
 @pytest.fixture(scope="module")
 def reference():
+    """{step: reference} of the reduced ReActNet-A."""
     return {step: common.load_reference(common.DATA_DIR / f"reactnet_a_step{step}.npz")
+            for step in (1, 2)}
+
+
+@pytest.fixture(scope="module")
+def resnet18_reference():
+    """{step: reference} of the reduced ReAct-ResNet-18 (results stored as projections)."""
+    return {step: common.load_reference(common.DATA_DIR / f"reactnet_resnet18_step{step}.npz")
             for step in (1, 2)}
 
 
@@ -56,7 +64,7 @@ _RUNS = {}
 
 def ours(reference, method, step, offsets=False):
     """Our two steps (computed once per module)."""
-    key = (method, step, offsets)
+    key = (reference[step]["config"].get("model", "reactnet_a"), method, step, offsets)
     if key not in _RUNS:
         _RUNS[key] = common.run_ours(reference[step], method, offsets=offsets)
     return _RUNS[key]
@@ -76,9 +84,13 @@ def assert_step_parity(reference, result):
     return worst
 
 
-def test_references_are_the_harness_configuration(reference):
+def test_references_are_the_harness_configuration(reference, resnet18_reference):
     for step in (1, 2):
         assert reference[step]["config"] == common.config(step)
+        cfg = dict(resnet18_reference[step]["config"])
+        shapes = dict(cfg.pop("shapes"))
+        assert cfg == common.config(step, "reactnet_resnet18")
+        assert shapes["layer4.0.binary_conv.weight"] == [512, 256, 3, 3]
     # The official step-2 network has HardBinaryConv latent weights, some outside [-1, 1]
     # (the clipped STE passes no gradient there).
     flat = reference[2]["init/feature.2.binary_3x3.weights"]
@@ -92,7 +104,7 @@ def test_weight_conversion_round_trip(reference, step):
     """official state_dict -> our variables -> official state_dict is the identity, and each
     of our 1x1 conv kernels of a doubling block is the two official kernels side by side."""
     model, _ = common.build("reactnet", step)
-    table = common.entries(model, step)
+    table = common.entries(model, reference[step]["config"])
     init = {k[len("init/"):]: v for k, v in reference[step].items() if k.startswith("init/")}
     common.load_official(model, table, init)
     back = common.export_official(table, {n: v.shape for n, v in init.items()})
@@ -103,6 +115,29 @@ def test_weight_conversion_round_trip(reference, step):
     kernel = model.get_layer("block1_conv2").kernel.numpy()  # (1, 1, 8, 16)
     down2 = init[f"feature.1.binary_pw_down2.{suffix}"].reshape(8, 8)  # (out, in)
     np.testing.assert_array_equal(kernel[0, 0, :, 8:], down2.T)
+
+
+@pytest.mark.parametrize("step", [1, 2])
+def test_resnet18_weight_conversion_round_trip(resnet18_reference, step):
+    model, _ = common.build_for(resnet18_reference[step]["config"], "reactnet")
+    table = common.entries(model, resnet18_reference[step]["config"])
+    init = common.initial_state(resnet18_reference[step])
+    common.load_official(model, table, init)
+    back = common.export_official(table, {n: v.shape for n, v in init.items()})
+    assert set(back) == set(init)
+    for name, value in init.items():
+        np.testing.assert_array_equal(back[name], value, err_msg=name)
+
+
+@pytest.mark.slow  # ~15 s each; ReActNet-A above covers every quantizer and layer type
+@pytest.mark.parametrize("step", [1, 2])
+def test_reactnet_resnet18_step_matches_official(resnet18_reference, step):
+    """The official BiRealNet class (one block per stage: 7x7 stem, max-pool, AvgPool ->
+    1x1 conv -> BN shortcuts); results compared through 4 random projections per tensor."""
+    result = ours(resnet18_reference, "reactnet", step)
+    assert_step_parity(resnet18_reference[step], result)
+    if step == 1:
+        assert common.decay_set_matches(resnet18_reference[step], result)
 
 
 @pytest.mark.parametrize("step", [1, 2])

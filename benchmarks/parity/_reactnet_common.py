@@ -9,6 +9,7 @@ without ``--check``) writes the references this module reads.
 
 import dataclasses
 import json
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -22,12 +23,70 @@ DATA_DIR = ROOT / "tests" / "data" / "parity"
 CHANNELS = (8, 16, 16, 32, 64)
 
 
-def config(step):
-    """The run: ``mobilenet/run.sh`` (Adam 1.25e-3, weight decay 1e-5 in step 1, 0 in
-    step 2) with ``--epochs 4`` so that the LambdaLR lr changes by a third between the two
-    steps (one step per epoch)."""
-    return dict(step=step, channels=list(CHANNELS), num_classes=10, size=32, batch=4,
-                lr=1.25e-3, epochs=4, weight_decay=1e-5 if step == 1 else 0.0)
+# Reduced ReAct-ResNet-18: the official BiRealNet class with one BasicBlock per stage
+# (stride-1 block without shortcut, three stride-2 blocks with AvgPool -> 1x1 conv -> BN).
+RESNET18_BLOCKS = (1, 1, 1, 1)
+MODELS = ("reactnet_a", "reactnet_resnet18")
+
+
+def config(step, model="reactnet_a"):
+    """The run: ``mobilenet/run.sh`` (Adam 1.25e-3; weight decay 1e-5 in step 1, 0 in step
+    2) or ``resnet/run.sh`` (Adam 2.5e-3), with ``--epochs 4`` so that the LambdaLR lr changes
+    by a third between the two steps (one step per epoch). The ResNet-18 references are too
+    large to store whole: its initial state comes from :func:`random_state` and its results
+    are stored as ``projections`` random projections per tensor (:func:`project`)."""
+    if model == "reactnet_a":
+        return dict(step=step, channels=list(CHANNELS), num_classes=10, size=32, batch=4,
+                    lr=1.25e-3, epochs=4, weight_decay=1e-5 if step == 1 else 0.0)
+    if model == "reactnet_resnet18":
+        return dict(model=model, step=step, blocks=list(RESNET18_BLOCKS), num_classes=10,
+                    size=64, batch=4, lr=2.5e-3, epochs=4,
+                    weight_decay=1e-5 if step == 1 else 0.0, projections=4, seed=2020 + step)
+    raise ValueError(f"unknown parity model {model!r}")
+
+
+def random_state(shapes, step, seed):
+    """A non-trivial initial ``state_dict`` (name -> float64 array) for the official
+    parameter names and shapes ``shapes`` (list of [name, shape]): BN and running statistics,
+    shifts and slopes away from their init, kernels at PyTorch's default scale, in step 2 5 %
+    of the binary kernels outside [-1, 1]. NumPy only, so both sides can regenerate it."""
+    rng = np.random.default_rng(seed)
+    state = {}
+    for name, shape in shapes:
+        shape = tuple(shape)
+        leaf = name.rsplit(".", 1)[-1]
+        parent = name.rsplit(".", 1)[0]
+        is_bn = ".bn" in name or name.startswith("bn") or parent.endswith("downsample.2")
+        if leaf == "running_var" or is_bn and leaf == "weight":
+            value = 0.5 + rng.random(shape)
+        elif leaf == "running_mean" or is_bn and leaf == "bias":
+            value = 0.1 * rng.normal(size=shape)
+        elif ".move" in name:
+            value = 0.2 * rng.normal(size=shape)
+        elif ".prelu" in name:
+            value = 0.1 + 0.3 * rng.random(shape)
+        else:
+            fan_in = int(np.prod(shape[1:])) if len(shape) > 1 else shape[0]
+            bound = 1.0 / np.sqrt(fan_in)
+            value = (2 * rng.random(shape) - 1) * bound
+            if step == 2 and "binary" in name:
+                value = np.where(rng.random(shape) < 0.05, value * 3.0 / bound, value)
+        state[name] = value
+    return state
+
+
+_PROJECTIONS = {}
+
+
+def project(name, value, count):
+    """``count`` fixed random projections <r_k, value> (r_k ~ N(0, 1), seeded by ``name``):
+    a stored fingerprint of a tensor that any element's change moves."""
+    value = np.asarray(value, np.float64).ravel()
+    key = (name, value.size, count)
+    if key not in _PROJECTIONS:
+        rng = np.random.default_rng(zlib.crc32(name.encode()))
+        _PROJECTIONS[key] = rng.standard_normal((count, value.size))
+    return _PROJECTIONS[key] @ value
 
 
 def load_reference(path):
@@ -89,7 +148,39 @@ def _act(layer, prefix, a, b, c):
             Entry((f"{prefix}.{c}.bias",), layer.bias_out, "vector")]
 
 
-def entries(model, step, channels=CHANNELS):
+def entries(model, cfg):
+    """The conversion table of our reduced network for the reference configuration ``cfg``."""
+    if cfg.get("model", "reactnet_a") == "reactnet_resnet18":
+        return entries_resnet18(model, cfg["blocks"])
+    return entries_reactnet_a(model, cfg["step"], cfg["channels"])
+
+
+def entries_resnet18(model, blocks=RESNET18_BLOCKS):
+    """Our ``resnet18_network`` <-> the official ``BiRealNet`` (``resnet/*/birealnet.py``;
+    both steps name the binary kernel ``binary_conv.weight``, 4-D)."""
+    out = [Entry(("conv1.weight",), model.get_layer("stem_conv").kernel, "conv")]
+    out += _bn(model.get_layer("stem_bn"), ["bn1"])
+    for s, count in enumerate(blocks, start=1):
+        for b in range(count):
+            f, n = f"layer{s}.{b}", f"stage{s}_block{b + 1}"
+            conv = model.get_layer(f"{n}_conv")
+            out.append(Entry((f"{f}.move0.bias",), conv.input_quantizer.bias, "vector"))
+            out.append(Entry((f"{f}.binary_conv.weight",), conv.kernel, "conv"))
+            out += _bn(model.get_layer(f"{n}_bn"), [f"{f}.bn1"])
+            out += _act(model.get_layer(f"{n}_act"), f, "move1", "prelu", "move2")
+            if b == 0 and s > 1:
+                out.append(Entry((f"{f}.downsample.1.weight",),
+                                 model.get_layer(f"{n}_shortcut_conv").kernel, "conv"))
+                out += _bn(model.get_layer(f"{n}_shortcut_bn"), [f"{f}.downsample.2"])
+    logits = model.get_layer("logits")
+    out += [Entry(("fc.weight",), logits.kernel, "dense"),
+            Entry(("fc.bias",), logits.bias, "vector")]
+    for e in out:
+        e.names = tuple(e.names)
+    return out
+
+
+def entries_reactnet_a(model, step, channels=CHANNELS):
     """The conversion table of our reduced ReActNet-A (or DyBNN) ``model``: the official
     network in step ``step`` (1: ``nn.Conv2d`` ``.weight``, 2: ``HardBinaryConv``
     ``.weights``)."""
@@ -138,11 +229,13 @@ def export_official(table, shapes):
 # Our model and our training step
 
 
-def build(method, step, dtype="float64", channels=CHANNELS, num_classes=10, size=32):
-    """Our reduced ReActNet-A (``method="reactnet"``) or DyBNN ReActNet-A (``"dybnn"``, its
-    hyper-functions left at their zero initialisation and frozen, so every DySign is an
-    RSign and every DyPReLU an RPReLU), built for two-step training (``binary_weights=False``)
-    and switched to step ``step`` as ``BinaryWeightsSwitch`` does."""
+def build(method, step, dtype="float64", channels=CHANNELS, num_classes=10, size=32,
+          model="reactnet_a", blocks=RESNET18_BLOCKS):
+    """Our reduced ReActNet-A / ReAct-ResNet-18 (``method="reactnet"``) or its DyBNN version
+    (``"dybnn"``, its hyper-functions left at their zero initialisation and frozen, so every
+    DySign is an RSign and every DyPReLU an RPReLU), built for two-step training
+    (``binary_weights=False``) and switched to step ``step`` as ``BinaryWeightsSwitch``
+    does."""
     import tensorflow as tf
 
     from larq_adaptive.hyper import HyperFunction
@@ -153,12 +246,16 @@ def build(method, step, dtype="float64", channels=CHANNELS, num_classes=10, size
 
     tf.keras.backend.clear_session()
     tf.keras.mixed_precision.set_global_policy(dtype)
+    common = dict(method=get_method(method, method, binary_weights=False),
+                  input_shape=(size, size, 3), input_tensor=None, weights=None,
+                  include_top=True, num_classes=num_classes)
     try:
-        model = reactnet.reactnet_a_network(
-            name=f"{method}_a_parity", method=get_method(method, method, binary_weights=False),
-            input_shape=(size, size, 3), input_tensor=None, weights=None, include_top=True,
-            num_classes=num_classes, channels=tuple(channels),
-        )
+        if model == "reactnet_resnet18":
+            model = reactnet.resnet18_network(name=f"{method}_resnet18_parity",
+                                              blocks=tuple(blocks), **common)
+        else:
+            model = reactnet.reactnet_a_network(name=f"{method}_a_parity",
+                                                channels=tuple(channels), **common)
     finally:
         tf.keras.mixed_precision.set_global_policy("float32")
     for quantizer in iter_quantizers(model, SwitchableQuantizer):
@@ -190,6 +287,23 @@ class FixedTeacher:
 
         inputs = tf.keras.Input(input_shape)
         return tf.keras.Model(inputs, Fixed(dtype="float64")(inputs))
+
+
+def build_for(cfg, method, dtype="float64"):
+    """:func:`build` for the reference configuration ``cfg``."""
+    return build(method, cfg["step"], dtype=dtype, channels=cfg.get("channels", CHANNELS),
+                 num_classes=cfg["num_classes"], size=cfg["size"],
+                 model=cfg.get("model", "reactnet_a"),
+                 blocks=cfg.get("blocks", RESNET18_BLOCKS))
+
+
+def initial_state(reference):
+    """The official initial ``state_dict`` of a reference (stored, or regenerated)."""
+    stored = {k[len("init/"):]: v for k, v in reference.items() if k.startswith("init/")}
+    if stored:
+        return stored
+    cfg = reference["config"]
+    return random_state(cfg["shapes"], cfg["step"], cfg["seed"])
 
 
 def hyper_offsets(model, channels, seed=7):
@@ -237,12 +351,14 @@ def run_ours(reference, method="reactnet", offsets=False):
     from larq_adaptive.training.stages import CoupledWeightDecay, make_optimizer
 
     cfg = reference["config"]
-    step = cfg["step"]
-    model, _ = build(method, step, channels=cfg["channels"], num_classes=cfg["num_classes"],
-                     size=cfg["size"])
-    table = entries(model, step, cfg["channels"])
-    init = {k[len("init/"):]: v for k, v in reference.items() if k.startswith("init/")}
+    model, _ = build_for(cfg, method)
+    table = entries(model, cfg)
+    init = initial_state(reference)
     shapes = {name: value.shape for name, value in init.items()}
+    count = cfg.get("projections")
+
+    def stored(name, value):  # what the reference keeps of a tensor
+        return project(name, value, count) if count else value
     load_official(model, table, init)
     shifted = hyper_offsets(model, cfg["channels"]) if offsets else {}
     images = reference["images"].transpose(0, 2, 3, 1)  # NCHW -> NHWC
@@ -254,8 +370,6 @@ def run_ours(reference, method="reactnet", offsets=False):
     missing = [v.name for v in trainable if id(v) not in by_variable]
     if missing:
         raise RuntimeError(f"trainable variables without an official counterpart: {missing}")
-    param_names = set(reference["decayed_names"].tolist()) | {
-        k.split("/", 2)[2] for k in reference if k.startswith("step1/grad/")}
 
     def official(values):  # our variable -> value dict, converted to official names
         out = {}
@@ -297,13 +411,12 @@ def run_ours(reference, method="reactnet", offsets=False):
             converted = official(
                 (v, np.asarray(g)) for v, g in zip(trainable, values))
             for name, value in converted.items():
-                results[f"step{k}/{key}/{name}"] = value
+                results[f"step{k}/{key}/{name}"] = stored(name, value)
         for name, value in official((e.variable, e.variable.numpy()) for e in table).items():
             offset = shifted.get(name)
-            results[f"step{k}/param/{name}"] = (
-                value if offset is None else value - np.reshape(offset, value.shape))
+            results[f"step{k}/param/{name}"] = stored(
+                name, value if offset is None else value - np.reshape(offset, value.shape))
         results[f"eval_logits/{k}"] = model(images, training=False).numpy()
-    results["param_names"] = sorted(param_names)
     return results
 
 
@@ -370,10 +483,8 @@ def float32_sign_flips(reference, method="reactnet"):
     from larq_adaptive.introspect import binary_conv_layers
 
     cfg = reference["config"]
-    model, _ = build(method, cfg["step"], dtype="float32", channels=cfg["channels"],
-                     num_classes=cfg["num_classes"], size=cfg["size"])
-    init = {k[len("init/"):]: v for k, v in reference.items() if k.startswith("init/")}
-    load_official(model, entries(model, cfg["step"], cfg["channels"]), init)
+    model, _ = build_for(cfg, method, dtype="float32")
+    load_official(model, entries(model, cfg), initial_state(reference))
     convs = binary_conv_layers(model)
     probe = tf.keras.Model(model.inputs, [c.input for c in convs])
     images = reference["images"].transpose(0, 2, 3, 1).astype("float32")
@@ -402,9 +513,12 @@ def check_main(data_dir, method="reactnet", tolerance=1e-5):
     import larq_adaptive  # noqa: F401  (Keras 2)
 
     status = 0
-    runs = [(1, False), (2, False)] + ([(2, True)] if method == "dybnn" else [])
-    for step, offsets in runs:
-        path = Path(data_dir) / f"reactnet_a_step{step}.npz"
+    runs = [("reactnet_a", 1, False), ("reactnet_a", 2, False)]
+    runs += [("reactnet_a", 2, True)] if method == "dybnn" else []
+    runs += [("reactnet_resnet18", 1, False), ("reactnet_resnet18", 2, False)]
+    titles = {"reactnet_a": "ReActNet-A", "reactnet_resnet18": "ReAct-ResNet-18"}
+    for model, step, offsets in runs:
+        path = Path(data_dir) / f"{model}_step{step}.npz"
         if not path.is_file():
             print(f"error: {path} not found; generate it with reactnet_step.py "
                   "--official-repo PATH", file=__import__("sys").stderr)
@@ -417,7 +531,7 @@ def check_main(data_dir, method="reactnet", tolerance=1e-5):
         hyper = {"reactnet": "", "dybnn": " (hyper-function outputs 0)"}[method]
         if offsets:
             hyper = f" (hyper-function outputs constant, up to {ours['hyper_outputs']:.2f})"
-        print(f"\n{method}{hyper} vs official ReActNet-A, step {step} configuration "
+        print(f"\n{method}{hyper} vs official {titles[model]}, step {step} configuration "
               f"({kind}), float64:")
         print(format_table(worst))
         if step == 1:  # step 2 decays nothing (run.sh --weight_decay=0)

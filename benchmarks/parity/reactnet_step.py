@@ -46,22 +46,25 @@ def _load_module(path, name):
     return module
 
 
-def official_modules(repo, step):
-    """The official ``reactnet`` module of ``step`` (1 or 2) and ``KD_loss``."""
+def official_modules(repo, step, model="reactnet_a"):
+    """The official network module of ``step`` (1 or 2: ``mobilenet/*/reactnet.py`` or
+    ``resnet/*/birealnet.py``) and ``KD_loss``."""
     try:
         import torch  # noqa: F401
     except ImportError:
         print('error: --official-repo needs PyTorch (pip install -e ".[torch]")', file=sys.stderr)
         raise SystemExit(2) from None
     repo = Path(repo)
-    net = repo / "mobilenet" / f"{step}_step{step}" / "reactnet.py"
+    net = (repo / "mobilenet" / f"{step}_step{step}" / "reactnet.py" if model == "reactnet_a"
+           else repo / "resnet" / f"{step}_step{step}" / "birealnet.py")
     kd = repo / "utils" / "KD_loss.py"
     for path in (net, kd):
         if not path.is_file():
             print(f"error: {path} not found (is --official-repo a ReActNet checkout?)",
                   file=sys.stderr)
             raise SystemExit(2)
-    return _load_module(net, f"official_reactnet_step{step}"), _load_module(kd, "official_kd_loss")
+    return (_load_module(net, f"official_{model}_step{step}"),
+            _load_module(kd, "official_kd_loss"))
 
 
 def build_official(module, channels, num_classes):
@@ -132,17 +135,33 @@ def presign_inputs(model, images):
     return found
 
 
-def make_reference(repo, step, out):
-    module, kd = official_modules(repo, step)  # checks PyTorch and the checkout first
+def make_reference(repo, step, out, model_name="reactnet_a"):
+    module, kd = official_modules(repo, step, model_name)  # checks PyTorch and the checkout
     import copy
 
     import torch
 
     torch.manual_seed(0)
-    cfg = common.config(step)
+    cfg = common.config(step, model_name)
     generator = torch.Generator().manual_seed(1234 + step)
-    model = build_official(module, cfg["channels"], cfg["num_classes"]).double()
-    randomize(model, step, generator)
+    count = cfg.get("projections")
+    if model_name == "reactnet_a":
+        model = build_official(module, cfg["channels"], cfg["num_classes"]).double()
+        randomize(model, step, generator)
+    else:  # the official class as is, one BasicBlock per stage
+        model = module.BiRealNet(module.BasicBlock, cfg["blocks"],
+                                 num_classes=cfg["num_classes"]).double()
+        cfg["shapes"] = [[n, list(v.shape)] for n, v in model.state_dict().items()
+                         if not n.endswith("num_batches_tracked")]
+        state = common.random_state(cfg["shapes"], step, cfg["seed"])
+        result = model.load_state_dict({n: torch.from_numpy(v) for n, v in state.items()},
+                                       strict=False)
+        assert all(n.endswith("num_batches_tracked") for n in result.missing_keys), result
+
+    def stored(name, value):
+        value = value.detach().numpy().copy()
+        return common.project(name, value, count) if count else value
+
     images = torch.randn((cfg["batch"], 3, cfg["size"], cfg["size"]), generator=generator,
                          dtype=torch.float64)
     teacher = 2.0 * torch.randn((cfg["batch"], cfg["num_classes"]), generator=generator,
@@ -151,10 +170,11 @@ def make_reference(repo, step, out):
               "config": np.array(json.dumps(cfg))}
     float32_model = copy.deepcopy(model).float()
     for i, x in enumerate(presign_inputs(float32_model, images.float())):
-        arrays[f"f32_presign/{i}"] = x
-    for name, value in model.state_dict().items():
-        if not name.endswith("num_batches_tracked"):
-            arrays[f"init/{name}"] = value.numpy().copy()
+        arrays[f"f32_presign/{i}"] = np.sign(x).astype(np.int8) if count else x
+    if not count:  # else regenerated from cfg["shapes"] and cfg["seed"]
+        for name, value in model.state_dict().items():
+            if not name.endswith("num_batches_tracked"):
+                arrays[f"init/{name}"] = value.numpy().copy()
 
     criterion = kd.DistributionLoss()
     groups, decayed = official_param_groups(model, cfg["weight_decay"])
@@ -178,13 +198,13 @@ def make_reference(repo, step, out):
         optimizer.step()
         arrays[f"step{k}/loss"] = np.array(loss.item())
         for name, p in params.items():
-            arrays[f"step{k}/grad/{name}"] = p.grad.numpy().copy()
+            arrays[f"step{k}/grad/{name}"] = stored(name, p.grad)
             state = optimizer.state[p]
-            arrays[f"step{k}/exp_avg/{name}"] = state["exp_avg"].numpy().copy()
-            arrays[f"step{k}/exp_avg_sq/{name}"] = state["exp_avg_sq"].numpy().copy()
+            arrays[f"step{k}/exp_avg/{name}"] = stored(name, state["exp_avg"])
+            arrays[f"step{k}/exp_avg_sq/{name}"] = stored(name, state["exp_avg_sq"])
         for name, value in model.state_dict().items():
             if not name.endswith("num_batches_tracked"):
-                arrays[f"step{k}/param/{name}"] = value.numpy().copy()
+                arrays[f"step{k}/param/{name}"] = stored(name, value)
         model.eval()
         with torch.no_grad():
             arrays[f"eval_logits/{k}"] = model(images).numpy()
@@ -208,8 +228,9 @@ def main(argv=None):
     if not args.official_repo:
         print("error: give --official-repo PATH (reference mode) or --check", file=sys.stderr)
         return 2
-    for step in (1, 2):
-        make_reference(args.official_repo, step, data / f"reactnet_a_step{step}.npz")
+    for model in common.MODELS:
+        for step in (1, 2):
+            make_reference(args.official_repo, step, data / f"{model}_step{step}.npz", model)
     return 0
 
 
