@@ -1,4 +1,5 @@
-"""Step parity of ReActNet-A against the official PyTorch code (liuzechun/ReActNet).
+"""Step parity of ReActNet-A and ReAct-ResNet-18 against the official PyTorch code
+(liuzechun/ReActNet).
 
 Two modes, two virtual environments:
 
@@ -6,23 +7,25 @@ Two modes, two virtual environments:
 
       python benchmarks/parity/reactnet_step.py --official-repo PATH/TO/ReActNet
 
-  imports ``mobilenet/1_step1/reactnet.py``, ``mobilenet/2_step2/reactnet.py`` and
-  ``utils/KD_loss.py`` from the user's checkout (nothing of it is copied here), builds the
-  official ``reactnet`` class at a reduced width (its module-level ``stage_out_channel`` list
-  set to :data:`_reactnet_common.CHANNELS`, ``fc`` resized), and runs two training steps in
-  float64 exactly as ``mobilenet/*/train.py`` does (Adam with its two parameter groups,
+  imports ``mobilenet/{1_step1,2_step2}/reactnet.py``, ``resnet/{1_step1,2_step2}/birealnet.py``
+  and ``utils/KD_loss.py`` from the user's checkout (nothing of it is copied here), builds
+  the official ``reactnet`` class at a reduced width (its module-level ``stage_out_channel``
+  list set to :data:`_reactnet_common.CHANNELS`, ``fc`` resized) and the official
+  ``BiRealNet`` class with one ``BasicBlock`` per stage, and runs two training steps of each
+  in float64 exactly as ``*/train.py`` does (Adam with its two parameter groups,
   ``LambdaLR(1 - e / E)`` stepped before each epoch, ``DistributionLoss`` against a fixed
-  teacher output). It writes ``tests/data/parity/reactnet_a_step{1,2}.npz``: initial weights
-  in the official naming, the batch, the teacher logits, the loss, every gradient, every
-  tensor after each step (Adam state and BN running statistics included), eval-mode logits,
-  and the float32 pre-sign activations (for the sign-flip count).
+  teacher output). It writes ``tests/data/parity/{reactnet_a,reactnet_resnet18}_step{1,2}.npz``:
+  initial weights in the official naming (ResNet-18: the seed that regenerates them), the
+  batch, the teacher logits, the loss, every gradient, every tensor after each step (Adam
+  state and BN running statistics included; ResNet-18: 4 random projections per tensor),
+  eval-mode logits, and the float32 pre-sign activations (for the sign-flip count).
 
 * check (the project's environment, no PyTorch)::
 
       python benchmarks/parity/reactnet_step.py --check
 
-  converts the stored official weights into our ``reactnet_a`` network, runs the same two
-  steps with our training code and prints the max relative difference per group.
+  converts the official weights into our networks, runs the same two steps with our
+  training code and prints the max relative difference per group.
 """
 
 import argparse
