@@ -20,7 +20,7 @@ BOPs/64 + FLOPs):
 
 | model                                  | top-1  | OPs     | params  | binary MACs | #bin conv |
 |----------------------------------------|--------|---------|---------|-------------|-----------|
-| ``reactnet_a`` (MobileNetV1-based)     | 69.5 % | 0.87e8  | 29.3 M  | 4.817 G     | 31        |
+| ``reactnet_a`` (MobileNetV1-based)     | 69.5 % | 0.87e8  | 29.3 M  | 4.817 G     | 31 (26 layers here) |
 | ``reactnet_resnet18`` (Bi-Real-based)  | 65.9 % | 1.63e8  | 11.70 M | 1.676 G     | 16        |
 
 ``reactnet_resnet20`` (CIFAR-10) is the ResNet-20 layout (3 blocks per stage, 16/32/64

@@ -351,6 +351,8 @@ def test_reactnet_a_imagenet(build_model):
     rsigns = [layer.input_quantizer for layer in binary_convs(model)]
     # official move11 + move21 shifts: 2 x sum of the 13 blocks' input widths
     assert sum(int(q.bias.shape[0]) for q in rsigns) == 2 * sum(REACTNET_A_INPUT_WIDTHS)
+    # sum(p.numel() for p in reactnet().parameters()) of the official mobilenet/2_step2 module
+    assert c["trainable"] == 29_343_592
     assert_close(c["params"], 29.3e6)
     assert_close(c["bin_macs"], 4.817e9)
     assert_close(c["fp_macs"], 11.9e6)
