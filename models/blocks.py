@@ -31,10 +31,13 @@ def image_input(input_shape, input_tensor, default_shape):
     shape = tuple(input_shape) if input_shape is not None else tuple(default_shape)
     if len(shape) != 3:
         raise ValueError(f"input_shape must be (height, width, channels), got {shape}")
+    # Keras' Input is floatx() (float32) whatever the policy: a float64 model takes float64.
+    dtype = "float64" if tf.keras.mixed_precision.global_policy().compute_dtype == "float64" \
+        else None
     if input_tensor is None:
-        return tf.keras.Input(shape=shape, name="input")
+        return tf.keras.Input(shape=shape, name="input", dtype=dtype)
     if not tf.keras.backend.is_keras_tensor(input_tensor):
-        return tf.keras.Input(tensor=input_tensor, shape=shape, name="input")
+        return tf.keras.Input(tensor=input_tensor, shape=shape, name="input", dtype=dtype)
     return input_tensor
 
 

@@ -20,7 +20,7 @@ BOPs/64 + FLOPs):
 
 | model                                  | top-1  | OPs     | params  | binary MACs | #bin conv |
 |----------------------------------------|--------|---------|---------|-------------|-----------|
-| ``reactnet_a`` (MobileNetV1-based)     | 69.5 % | 0.87e8  | 29.3 M  | 4.817 G     | 31        |
+| ``reactnet_a`` (MobileNetV1-based)     | 69.5 % | 0.87e8  | 29.3 M  | 4.817 G     | 31 (26 layers here) |
 | ``reactnet_resnet18`` (Bi-Real-based)  | 65.9 % | 1.63e8  | 11.70 M | 1.676 G     | 16        |
 
 ``reactnet_resnet20`` (CIFAR-10) is the ResNet-20 layout (3 blocks per stage, 16/32/64
@@ -97,9 +97,15 @@ def reactnet_a_block(x, filters, strides, name, method):
 
     1. ``h = act1(BN1(conv3x3(x; C_in -> C_in, strides)) + AvgPool2x2(x) if strided else x)``
        (a full 3x3 binary conv, not depthwise);
-    2. ``y = act2(BN2(conv1x1(h)) + h)``, or for doubling blocks
-       ``y = act2(concat[BN2a(conv1x1a(h)) + h, BN2b(conv1x1b(h)) + h])``: two C_in -> C_in
-       binary 1x1 convs, each with its own BN, adding the same ``h``.
+    2. ``y = act2(BN2(conv1x1(h; C_in -> filters)) + h)``, where for doubling blocks the
+       shortcut is ``concat[h, h]``.
+
+    The official doubling block has two ``C_in -> C_in`` binary 1x1 convs
+    (``binary_pw_down1/2``) with their own BNs (``bn2_1/2``), both fed by *one* RSign
+    (``move21``) and each adding ``h``, then concatenated. Here they are one
+    ``C_in -> 2 C_in`` conv (kernel = the two kernels concatenated along the output axis)
+    and one BN: the same function and the same gradients (the weight scale and BN are per
+    output channel), and the shared RSign stays inside the conv's ``input_quantizer``.
     """
     channels = int(x.shape[-1])
     shortcut = x
@@ -110,24 +116,19 @@ def reactnet_a_block(x, filters, strides, name, method):
         return residual_unit(h, h, channels, 1, name, method, 2, kernel_size=1)
     if filters != 2 * channels:
         raise ValueError(f"ReActNet-A blocks keep or double channels, got {channels}->{filters}")
-    halves = [
-        tf.keras.layers.Add(name=f"{name}_add2{half}")(
-            [conv_bn(h, channels, 1, 1, name, method, f"2{half}"), h]
-        )
-        for half in "ab"
-    ]
-    y = tf.keras.layers.Concatenate(name=f"{name}_concat")(halves)
-    return method.activation(name=f"{name}_act2")(y)
+    doubled = tf.keras.layers.Concatenate(name=f"{name}_shortcut_concat")([h, h])
+    return residual_unit(h, doubled, filters, 1, name, method, 2, kernel_size=1)
 
 
 def reactnet_a_network(*, name, method, input_shape, input_tensor, weights, include_top,
-                       num_classes):
-    """ReActNet-A: FP stem conv 3x3/2 3->32 -> BN (no activation), 13 blocks named
-    ``block1``..``block13`` (stride 2 where the width changes, except 32 -> 64), head
-    GAP -> Dense (no BN)."""
+                       num_classes, channels=REACTNET_A_CHANNELS):
+    """ReActNet-A: FP stem conv 3x3/2 3->``channels[0]`` -> BN (no activation), one block
+    ``block{i}`` per further entry of ``channels`` (stride 2 where the width changes, except
+    to 64, as the official code), head GAP -> Dense (no BN). ``channels`` other than
+    :data:`REACTNET_A_CHANNELS` give the reduced-width networks of the parity tests."""
     inputs = image_input(input_shape, input_tensor, IMAGENET["input_shape"])
-    x = stem(inputs, REACTNET_A_CHANNELS[0], 3, 2, method, activation=False)
-    for i, (cin, cout) in enumerate(zip(REACTNET_A_CHANNELS, REACTNET_A_CHANNELS[1:]), start=1):
+    x = stem(inputs, channels[0], 3, 2, method, activation=False)
+    for i, (cin, cout) in enumerate(zip(channels, channels[1:]), start=1):
         strides = 2 if cout != cin and cout != 64 else 1
         x = reactnet_a_block(x, cout, strides, f"block{i}", method)
     if include_top:
@@ -187,7 +188,7 @@ def reactnet_resnet18(
 
 
 @register_with_float_twin(
-    "reactnet_a", recipe=REACTNET_A_RECIPE, provenance="adapted", **REACTNET, **IMAGENET
+    "reactnet_a", recipe=REACTNET_A_RECIPE, provenance="official", **REACTNET, **IMAGENET
 )
 def reactnet_a(
     *, input_shape=None, input_tensor=None, weights=None, include_top=True, num_classes=1000,
@@ -195,13 +196,13 @@ def reactnet_a(
 ):
     """ReActNet-A (MobileNetV1-based) for ImageNet, official ``reactnet``.
 
-    Provenance: adapted: the official ``mobilenet/*/reactnet.py`` with one deviation (below).
+    Provenance: official (``mobilenet/*/reactnet.py``; each doubling block's two 1x1 convs,
+    which share one RSign there, are one C -> 2C conv layer here: same parameters).
 
     See :func:`reactnet_a_block`. 29.3 M parameters, 4.817 G binary MACs, 11.9 M FP MACs,
-    31 binary convs. Deviation: the official code feeds the two 1x1 convs of a doubling
-    block from one shared RSign (``move21``); here each conv has its own RSign (same
-    function at init, ``C_in`` extra shifts in 5 blocks), so that every binarizer stays
-    inside its conv's ``input_quantizer``.
+    26 binary conv layers (the official 31 convs: the two 1x1 convs of each of the 5
+    doubling blocks are one layer here, same function and gradients). One training step
+    equals the official code's (docs/parity.md).
     """
     return reactnet_a_network(
         name="reactnet_a", method=get_method(method, "reactnet", binary_weights=binary_weights),

@@ -29,6 +29,8 @@ from larq_adaptive.introspect import binary_conv_layers as binary_convs
 
 CIFAR_NAMES = ["reactnet_resnet20", "dybnn_resnet20"]
 IMAGENET_NAMES = ["reactnet_resnet18", "reactnet_a", "dybnn_resnet18", "dybnn_reactnet_a"]
+# Official mobilenet/*/reactnet.py stage_out_channel[:-1]: the input width of each block.
+REACTNET_A_INPUT_WIDTHS = [32, 64, 128, 128, 256, 256, 512, 512, 512, 512, 512, 512, 1024]
 
 
 def costs(model):
@@ -343,7 +345,14 @@ def test_reactnet_a_imagenet(build_model):
     y = forward(model, batch=1)
     assert y.shape == (1, 1000) and np.all(np.isfinite(y))
     c = costs(model)
-    assert c["bin_convs"] == 31  # 13 3x3 + 13 1x1 + 5 second 1x1 of the doubling blocks
+    # 13 3x3 + 13 1x1 layers: a doubling block's two official 1x1 convs (binary_pw_down1/2)
+    # share one RSign (move21), so here they are one C -> 2C layer with one RSign.
+    assert c["bin_convs"] == 26
+    rsigns = [layer.input_quantizer for layer in binary_convs(model)]
+    # official move11 + move21 shifts: 2 x sum of the 13 blocks' input widths
+    assert sum(int(q.bias.shape[0]) for q in rsigns) == 2 * sum(REACTNET_A_INPUT_WIDTHS)
+    # sum(p.numel() for p in reactnet().parameters()) of the official mobilenet/2_step2 module
+    assert c["trainable"] == 29_343_592
     assert_close(c["params"], 29.3e6)
     assert_close(c["bin_macs"], 4.817e9)
     assert_close(c["fp_macs"], 11.9e6)
@@ -359,7 +368,7 @@ def test_dybnn_imagenet(name, build_model):
     y = forward(model, batch=1)
     assert y.shape == (1, 1000) and np.all(np.isfinite(y))
     c = costs(model)
-    assert c["bin_convs"] == (16 if name == "dybnn_resnet18" else 31)
+    assert c["bin_convs"] == (16 if name == "dybnn_resnet18" else 26)
     assert_close(c["bin_macs"], 1.676e9 if name == "dybnn_resnet18" else 4.817e9)
     assert all(isinstance(layer.input_quantizer, DySign) for layer in binary_convs(model))
     acts = [layer for layer in model.layers if isinstance(layer, lqa.layers.RPReLU)]

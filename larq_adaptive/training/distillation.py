@@ -10,13 +10,21 @@ that loss while ``evaluate``/validation use the compiled hard-label loss and met
 
 import tensorflow as tf
 
-__all__ = ["Distiller", "soft_target_cross_entropy"]
+__all__ = ["Distiller", "loss_dtype", "soft_target_cross_entropy"]
+
+
+def loss_dtype(*dtypes):
+    """float64 if any of ``dtypes`` is float64 (a float64 model keeps its precision), else
+    float32 (mixed-precision float16/bfloat16 logits are lifted)."""
+    return tf.float64 if any(tf.as_dtype(d) == tf.float64 for d in dtypes) else tf.float32
 
 
 def soft_target_cross_entropy(teacher_logits, student_logits):
-    """Per-example cross-entropy of the student against the teacher's softmax (float32)."""
-    targets = tf.nn.softmax(tf.cast(teacher_logits, tf.float32), axis=-1)
-    log_probs = tf.nn.log_softmax(tf.cast(student_logits, tf.float32), axis=-1)
+    """Per-example cross-entropy of the student against the teacher's softmax (float32, or
+    float64 if either input is float64)."""
+    dtype = loss_dtype(teacher_logits.dtype, student_logits.dtype)
+    targets = tf.nn.softmax(tf.cast(teacher_logits, dtype), axis=-1)
+    log_probs = tf.nn.log_softmax(tf.cast(student_logits, dtype), axis=-1)
     return -tf.reduce_sum(targets * log_probs, axis=-1)
 
 

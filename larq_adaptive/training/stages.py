@@ -19,9 +19,10 @@ import tensorflow as tf
 from larq_adaptive import callbacks as lqa_callbacks
 from larq_adaptive.introspect import iter_layers, iter_quantizers
 from larq_adaptive.layers import RPReLU
-from larq_adaptive.optimizers import TorchSGD
+from larq_adaptive.optimizers import TorchAdam, TorchSGD
 from larq_adaptive.quantizers import DySign, RSign
 from larq_adaptive.saving import replace_atomically
+from larq_adaptive.training.distillation import loss_dtype
 from larq_adaptive.training.recipes import learning_rate
 
 __all__ = ["CoupledWeightDecay", "NaNLoss", "decayed_variables", "make_optimizer", "run_stages"]
@@ -63,14 +64,13 @@ class CoupledWeightDecay:
 
     def __init__(self, model, rule):
         self.variables = decayed_variables(model, rule)
-        self.coefficient = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="weight_decay")
+        self.dtype = loss_dtype(*(v.dtype for v in self.variables))
+        self.coefficient = tf.Variable(0.0, trainable=False, name="weight_decay", dtype=self.dtype)
         model.add_loss(self.loss)
 
     def loss(self):
-        # float32, or float64 if the model has float64 variables (a float64 run stays exact)
-        dtype = tf.float64 if any(v.dtype == tf.float64 for v in self.variables) else tf.float32
-        total = tf.add_n([tf.reduce_sum(tf.square(tf.cast(v, dtype))) for v in self.variables])
-        return 0.5 * tf.cast(self.coefficient, dtype) * total
+        total = tf.add_n([tf.reduce_sum(tf.square(tf.cast(v, self.dtype))) for v in self.variables])
+        return 0.5 * self.coefficient * total
 
 
 def make_optimizer(name, lr):
@@ -79,8 +79,8 @@ def make_optimizer(name, lr):
     ``"adam"`` = Keras Adam (0.9, 0.999, eps 1e-8: PyTorch's values)."""
     if name == "sgd":
         return TorchSGD(lr, momentum=0.9)
-    if name == "adam":
-        return tf.keras.optimizers.Adam(lr, beta_1=0.9, beta_2=0.999, epsilon=1e-8)
+    if name == "adam":  # torch.optim.Adam's epsilon placement (Keras' differs)
+        return TorchAdam(lr, beta_1=0.9, beta_2=0.999, epsilon=1e-8)
     raise ValueError(f"unknown optimizer {name!r}")
 
 
