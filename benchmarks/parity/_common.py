@@ -147,11 +147,13 @@ def to_torch(array, kind, shape):
 
 
 class KerasStep:
-    """larq-adaptive's training step as ``train.py`` runs it: ``make_optimizer("sgd")``
-    (:class:`~larq_adaptive.optimizers.TorchSGD`, momentum 0.9), cross entropy on logits,
-    :class:`~larq_adaptive.training.stages.CoupledWeightDecay` with ``rule``."""
+    """larq-adaptive's training step as ``train.py`` runs it: ``make_optimizer(optimizer)``
+    (``"sgd"``: :class:`~larq_adaptive.optimizers.TorchSGD`, momentum 0.9), cross entropy on
+    logits (or ``loss_fn(labels, logits)``),
+    :class:`~larq_adaptive.training.stages.CoupledWeightDecay` with ``rule``. Momentum
+    buffers: :meth:`momentum_buffers` (SGD only)."""
 
-    def __init__(self, model, weight_decay, rule="all", optimizer="sgd"):
+    def __init__(self, model, weight_decay, rule="all", optimizer="sgd", loss_fn=None):
         import tensorflow as tf
 
         from larq_adaptive.training.stages import CoupledWeightDecay, make_optimizer
@@ -161,7 +163,8 @@ class KerasStep:
         self.decay = CoupledWeightDecay(model, rule)
         self.decay.coefficient.assign(weight_decay)
         self.optimizer = make_optimizer(optimizer, 1.0)
-        self.loss_fn = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        self.loss_fn = loss_fn or tf.keras.losses.SparseCategoricalCrossentropy(
+            from_logits=True)
         self.names = {id(v): k for k, v in keras_weights(model).items()}
 
     def __call__(self, x, y, lr):
@@ -216,8 +219,10 @@ def subset(reference, prefix):
 
 
 def run_our_steps(model, reference, set_step_state, rule="all"):
-    """Replay both steps of ``reference`` with our code on ``model`` (already holding
-    ``init.*``). ``set_step_state(model, step)`` sets per-step constants (EDE's k, t).
+    """Replay both SGD steps of ``reference`` with our code on ``model`` (already holding
+    its initial weights). ``set_step_state(model, step)`` sets per-step constants (EDE's k,
+    t). Cases with another optimizer or loss build their own loop from :class:`KerasStep`,
+    :func:`relative_difference` and :func:`sample`.
     Returns ``{category: {key: relative difference}}`` for the categories of docs/parity.md:
     ``loss``, ``logits``, ``gradients``, ``updates`` (trainable weights: change in the step),
     ``buffers`` (momentum), ``bn statistics`` (running mean/variance change)."""
