@@ -6,6 +6,7 @@
 """
 
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -101,15 +102,27 @@ def check_image_file(file):
         raise ValueError(f"corrupt or unreadable image {file} ({problem})")
 
 
+def _check_files(files, probe=1000, fast=40e-6):
+    """:func:`image_file_problem` of every file: in this thread while the files answer in
+    under ``fast`` seconds each (page cache, local disk: threads would only contend for the
+    GIL), else in ``CHECK_THREADS`` threads (cold or network storage: they wait in parallel)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    start = time.perf_counter()
+    problems = [image_file_problem(file) for file in files[:probe]]
+    if (time.perf_counter() - start) < fast * probe:
+        return problems + [image_file_problem(file) for file in files[probe:]]
+    with ThreadPoolExecutor(CHECK_THREADS) as pool:
+        return problems + list(pool.map(image_file_problem, files[probe:], chunksize=256))
+
+
 def list_image_folder(path, class_names=None, skip_corrupt=False):
     """(file paths, int64 labels, class names, skipped files) of a ``path/<class>/<image>``
     tree; classes in alphabetical order (or ``class_names``' order), files sorted by name.
-    Every file gets the fast check of :func:`image_file_problem` (``CHECK_THREADS`` threads:
-    the check waits on the disk, not the CPU). A bad file raises ValueError naming it (the
+    Every file gets the fast check of :func:`image_file_problem` (:func:`_check_files`: in
+    threads when the storage is slow). A bad file raises ValueError naming it (the
     first in that order), or is left out with ``skip_corrupt``: ``skipped`` lists
     ``(path, problem)``."""
-    from concurrent.futures import ThreadPoolExecutor
-
     path = Path(os.fspath(path))
     found = class_folders(path)
     if not found:
@@ -126,8 +139,7 @@ def list_image_folder(path, class_names=None, skip_corrupt=False):
                            if os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS)
         files.extend(os.path.join(path, name, n) for n in names)
         labels.extend([label] * len(names))
-    with ThreadPoolExecutor(CHECK_THREADS) as pool:
-        problems = list(pool.map(image_file_problem, files, chunksize=256))
+    problems = _check_files(files)
     skipped = [(f, p) for f, p in zip(files, problems) if p is not None]
     if skipped and not skip_corrupt:
         file, problem = skipped[0]

@@ -138,6 +138,13 @@ def test_fast_check_agrees_with_the_decoder(tmp_path):
         assert (problem is None) == decodes, (file.name, problem)
 
 
+def test_threaded_check_gives_the_same_answers(tmp_path):
+    files = [str(f) for f in _bad_and_good_files(tmp_path)] * 30
+    one_by_one = [data.image_file_problem(f) for f in files]
+    assert data._check_files(files, probe=3, fast=1.0) == one_by_one  # stays in this thread
+    assert data._check_files(files, probe=3, fast=0.0) == one_by_one  # goes to threads
+
+
 def test_skip_corrupt_leaves_bad_files_out_and_reports_the_count(tmp_path):
     root = tmp_path / "data"
     _bad_and_good_files(root / "a")
@@ -264,3 +271,14 @@ def test_bad_datasets_through_train_py(tmp_path):
         for word in words:
             assert word in lines[0], (word, lines[0])
         assert not out.exists()
+
+
+def test_input_pipeline_benchmark_smoke(tmp_path):
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "input_pipeline.py"),
+                             "--smoke", "--json", str(tmp_path / "rows.json")],
+                            capture_output=True, text=True, env=child_env(), timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = {row["scenario"]: row for row in json.loads((tmp_path / "rows.json").read_text())}
+    assert rows["check"]["files"] == 8
+    assert rows["cifar-input"]["images_per_s"] > 0 and rows["cifar-model"]["images_per_s"] > 0
+    assert "| imagenet-input |" in result.stdout
