@@ -360,8 +360,8 @@ def _run(args, recipe, stages, strategy, out, write_dir, log, extra_callbacks):
         raise UsageError(f"--batch-size {args.batch_size} is not divisible by the "
                          f"{strategy.num_replicas_in_sync} replicas")
     train_source, val_source = pipeline.load_sources(
-        args.dataset, args.data_dir, args.val_data_dir, args.tfds_data_dir, image_size, args.seed
-    )
+        args.dataset, args.data_dir, args.val_data_dir, args.tfds_data_dir, image_size, args.seed,
+        skip_corrupt=args.skip_corrupt, log=log)
     num_classes = train_source.num_classes
     if len(train_source) < args.batch_size and not args.steps_per_epoch:
         raise UsageError(f"only {len(train_source)} training images for batch size "

@@ -150,7 +150,7 @@ def main(argv=None):
         recipe = get_recipe(args.recipe or entry.recipe)
         train_source, val_source = pipeline.load_sources(
             args.dataset, args.data_dir, args.val_data_dir, args.tfds_data_dir,
-            entry.input_shape[:2], args.seed)
+            entry.input_shape[:2], args.seed, skip_corrupt=args.skip_corrupt)
     except (ValueError, pipeline.DataError) as error:
         parser.error(str(error))
     lr = args.lr if args.lr is not None else recipe.learning_rate

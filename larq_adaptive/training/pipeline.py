@@ -31,40 +31,88 @@ class DataError(ValueError):
 
 @dataclasses.dataclass
 class Source:
-    """One split: ``kind`` "arrays" (``x`` uint8 NHWC), "files" (``x`` image paths) or
-    "tfds" (``dataset`` of (uint8 image, label)); ``labels`` (None for tfds)."""
+    """One split: ``kind`` "arrays" (``x`` uint8 NHWC in RAM), "files" (``x`` image paths)
+    or "tfds" (``dataset`` of (image, label), the image encoded or decoded uint8);
+    ``labels`` (None for tfds). ``skip_corrupt``: files that fail to decode are left out at
+    training time too (``--skip-corrupt``)."""
 
     kind: str
     x: object
     labels: object
     num_classes: int
     dataset: object = None
+    skip_corrupt: bool = False
 
     def __len__(self):
         return len(self.labels) if self.labels is not None else int(self.dataset.cardinality())
 
     def take(self, indices):
-        return Source(self.kind, self.x[indices], self.labels[indices], self.num_classes)
+        return Source(self.kind, self.x[indices], self.labels[indices], self.num_classes,
+                      skip_corrupt=self.skip_corrupt)
 
 
-def _directory_source(path, class_names=None):
+def _arrays_source(path, log):
+    try:
+        images, labels = lqa_data.load_npz_dir(path)
+    except (ValueError, OSError) as error:
+        raise DataError(str(error)) from None
+    if len(labels) and labels.min() < 0:
+        raise DataError(f"{path}: label {labels.min()} is negative; labels are class indices "
+                        "0 .. num_classes - 1")
+    if len(labels) and images.shape[-1] != 3:
+        raise DataError(f"{path}: images have {images.shape[-1]} channel(s); the models take "
+                        "RGB images (N, H, W, 3)")
+    num_classes = int(labels.max()) + 1 if len(labels) else 0
+    missing = sorted(set(range(num_classes)) - set(np.unique(labels).tolist()))
+    if missing and num_classes - len(missing) >= 2:
+        shown = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")
+        log(f"note: {path}: labels go up to {num_classes - 1}, so the model gets "
+            f"{num_classes} classes, but classes {shown} have no image here")
+    return Source("arrays", images, labels, num_classes)
+
+
+def _directory_source(path, class_names=None, skip_corrupt=False, log=print):
+    """(Source, class names or None) of ``path``: ``.npz`` shards or class folders."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"data directory {path} does not exist")
     if path.is_file() or any(path.glob("*.npz")):
-        try:
-            images, labels = lqa_data.load_npz_dir(path)
-        except (ValueError, OSError) as error:
-            raise DataError(str(error)) from None
-        return Source("arrays", images, labels, int(labels.max()) + 1 if len(labels) else 0)
+        return _arrays_source(path, log), None
     try:
-        files, labels, names = lqa_data.list_image_folder(path, class_names)
+        files, labels, names, skipped = lqa_data.list_image_folder(path, class_names,
+                                                                    skip_corrupt)
     except ValueError as error:
         raise DataError(
             f"{error} (expected .npz shards or <class>/<image> folders)"
             if "no class folders" in str(error) else str(error)
         ) from None
-    return Source("files", files, labels, len(names)), names
+    if skipped:
+        file, problem = skipped[0]
+        log(f"note: --skip-corrupt: left out {len(skipped)} corrupt or unreadable image(s) of "
+            f"{path} (first: {file}: {problem}); {len(files)} remain")
+    return Source("files", files, labels, len(names), skip_corrupt=skip_corrupt), names
+
+
+def _check_classes(source, data_dir):
+    classes = len(np.unique(source.labels))
+    if classes < 2:
+        raise DataError(f"{data_dir} holds {classes} class{'' if classes == 1 else 'es'}; a "
+                        "classifier needs images of at least 2 classes")
+
+
+def _note_image_sizes(sources, data_dirs, image_size, log):
+    """Say how images that are not at the model's size are brought to it."""
+    size = tuple(int(v) for v in image_size)
+    for source, data_dir in zip(sources, data_dirs):
+        if source.kind == "files":
+            log(f"note: the images of {data_dir} are decoded one by one and brought to the "
+                f"model's {size[0]}x{size[1]} (bilinear resize with the CIFAR recipes, random "
+                "resized crop / resize + centre crop with the ImageNet ones): any mix of sizes "
+                "is accepted")
+        elif source.kind == "arrays" and tuple(source.x.shape[1:3]) != size:
+            log(f"note: the images of {data_dir} are {source.x.shape[1]}x{source.x.shape[2]}, "
+                f"the model takes {size[0]}x{size[1]}: each is resized (bilinear; resize + "
+                "centre crop at test with the ImageNet recipes)")
 
 
 def _split_dirs(path):
@@ -74,34 +122,38 @@ def _split_dirs(path):
     return (path / "train", test) if (path / "train").is_dir() and test else (None, None)
 
 
-def _unpack(result):
-    return result if isinstance(result, tuple) else (result, None)
-
-
-def directory_sources(data_dir, val_data_dir=None, seed=0, holdout=0.1):
+def directory_sources(data_dir, val_data_dir=None, seed=0, holdout=0.1, skip_corrupt=False,
+                      log=print, image_size=None):
     """(train, validation) sources from ``--data-dir``/``--val-data-dir``. Without a
-    validation directory: the data dir's own train/ + test/ folders, else a fixed 10% holdout."""
+    validation directory: the data dir's own train/ + test/ folders, else a fixed 10% holdout.
+    DataError for fewer than 2 classes, negative labels or validation labels outside the
+    training classes; notes (``log``) for skipped files, classes without images and resizing."""
     train_dir, test_dir = _split_dirs(data_dir)
     if val_data_dir is None and train_dir is not None:
         data_dir, val_data_dir = train_dir, test_dir
-    train, names = _unpack(_directory_source(data_dir))
+    train, names = _directory_source(data_dir, skip_corrupt=skip_corrupt, log=log)
     if len(train) == 0:
         raise DataError(f"data directory {data_dir} is empty")
+    _check_classes(train, data_dir)
     if val_data_dir is None:
         order = np.random.default_rng(seed).permutation(len(train))
         cut = max(1, int(len(train) * holdout))
+        if image_size is not None:
+            _note_image_sizes([train], [data_dir], image_size, log)
         return train.take(order[cut:]), train.take(order[:cut])
-    val, _ = _unpack(_directory_source(val_data_dir, names))
+    val, _ = _directory_source(val_data_dir, names, skip_corrupt=skip_corrupt, log=log)
     if val.kind != train.kind:
         raise DataError(f"{data_dir} and {val_data_dir} hold different kinds of data")
     if len(val) == 0:
         raise DataError(f"validation directory {val_data_dir} is empty")
-    if val.labels.max() >= train.num_classes or val.labels.min() < 0 or train.labels.min() < 0:
+    if val.labels.max() >= train.num_classes or val.labels.min() < 0:
         raise DataError(
             f"mismatched classes: labels of {val_data_dir} go up to {val.labels.max()}, "
             f"but {data_dir} has {train.num_classes} classes"
         )
     val.num_classes = train.num_classes
+    if image_size is not None:
+        _note_image_sizes([train, val], [data_dir, val_data_dir], image_size, log)
     return train, val
 
 
@@ -110,8 +162,11 @@ def digits_sources(image_size):
     return Source("arrays", x_train, y_train, 10), Source("arrays", x_test, y_test, 10)
 
 
-def tfds_sources(name, data_dir=None):
-    """(train, validation) of a tfds dataset; prepares it if needed (fails cleanly offline)."""
+def tfds_sources(name, data_dir=None, seed=0):
+    """(train, validation) of a tfds dataset; prepares it if needed (fails cleanly offline).
+    The images stay encoded (``SkipDecoding``): :func:`make_dataset` shuffles the records,
+    then decodes. Record files are shuffled with ``seed`` (a deterministic order). Labels are
+    tfds ``ClassLabel`` values, checked to lie in ``[0, num_classes)`` when prepared."""
     import tensorflow_datasets as tfds
 
     def fail(error):
@@ -136,8 +191,13 @@ def tfds_sources(name, data_dir=None):
     classes = builder.info.features["label"].num_classes
 
     def source(split):
-        dataset = builder.as_dataset(split=split, as_supervised=True, shuffle_files=True)
-        return Source("tfds", None, None, classes, dataset.apply(tf.data.experimental.assert_cardinality(splits[split].num_examples)))
+        dataset = builder.as_dataset(
+            split=split, as_supervised=True, shuffle_files=True,
+            decoders={"image": tfds.decode.SkipDecoding()},
+            read_config=tfds.ReadConfig(shuffle_seed=seed),
+        )
+        cardinality = tf.data.experimental.assert_cardinality(splits[split].num_examples)
+        return Source("tfds", None, None, classes, dataset.apply(cardinality))
 
     return source("train"), source(val_split)
 
@@ -151,30 +211,72 @@ def add_data_flags(parser, val_help="validation/test data, same formats as --dat
                         "<class>/<image> folders, or with train/ and test/ class folders")
     parser.add_argument("--val-data-dir", help=val_help)
     parser.add_argument("--tfds-data-dir", help="tfds data_dir (prepared datasets)")
+    parser.add_argument("--skip-corrupt", action="store_true", help="leave out the images of "
+                        "a class-folder dataset that are corrupt or unreadable (default: stop "
+                        "with an error naming the first); their count is printed")
 
 
 def load_sources(dataset, data_dir=None, val_data_dir=None, tfds_data_dir=None,
-                 image_size=(32, 32), seed=0):
-    """(train, validation) :class:`Source` for the CLI's data flags."""
+                 image_size=(32, 32), seed=0, skip_corrupt=False, log=print):
+    """(train, validation) :class:`Source` for the CLI's data flags; DataError for bad data,
+    notes on what is done to the data through ``log``."""
     if data_dir is not None:
-        return directory_sources(data_dir, val_data_dir, seed)
+        return directory_sources(data_dir, val_data_dir, seed, skip_corrupt=skip_corrupt,
+                                 log=log, image_size=image_size)
     if val_data_dir is not None:
         raise DataError("--val-data-dir needs --data-dir")
     if dataset == "digits":
         return digits_sources(image_size)
-    return tfds_sources(dataset, tfds_data_dir)
+    return tfds_sources(dataset, tfds_data_dir, seed)
 
 
-def _decode_file(path, label):
-    image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
-    return image, label
+# Encoded tfds records held by the shuffle buffer (ImageNet: ~110 KB each, ~1.1 GB in all).
+RECORD_SHUFFLE_BUFFER = 10_000
+# Evaluation images of a file/tfds source are cached after decoding (float32 at the model's
+# size) only below this: CIFAR's 10,000 test images (120 MB) are, ImageNet's 50,000 are not.
+EVAL_CACHE_BYTES = 1e9
 
 
-def _unbatched(source):
+def _decode(image):
+    """uint8 HWC RGB from encoded bytes (JPEG/PNG/BMP/GIF, any extension); decoded as is."""
+    if image.dtype != tf.string:
+        return image
+    return tf.io.decode_image(image, channels=3, expand_animations=False)
+
+
+def _shuffled_elements(source, training, seed, repeat):
+    """(image, label) in training order: the *small* things are shuffled (array indices, file
+    names, encoded tfds records), nothing is decoded yet; same seed, same order."""
     if source.kind == "tfds":
-        return source.dataset
-    dataset = tf.data.Dataset.from_tensor_slices((source.x, source.labels))
-    return dataset.map(_decode_file, num_parallel_calls=AUTOTUNE) if source.kind == "files" else dataset
+        dataset = source.dataset
+        if training:
+            dataset = dataset.shuffle(min(len(source), RECORD_SHUFFLE_BUFFER), seed=seed,
+                                      reshuffle_each_iteration=True)
+    else:  # one constant tensor of images or paths, a shuffle buffer of int64 indices
+        x, labels = tf.constant(source.x), tf.constant(source.labels)
+        dataset = tf.data.Dataset.range(len(source))
+        if training:
+            dataset = dataset.shuffle(len(source), seed=seed, reshuffle_each_iteration=True)
+        dataset = dataset.map(lambda i: (tf.gather(x, i), tf.gather(labels, i)))
+    if training and repeat:
+        dataset = dataset.repeat()
+    return dataset
+
+
+def _decoded(dataset, source, map_fn):
+    """``map_fn(decoded image, label)`` in parallel (files are read there); images that
+    fail to decode are skipped with ``source.skip_corrupt`` (each logged by tf.data), else
+    they stop the run."""
+
+    def load(image, label):
+        if source.kind == "files":  # a path
+            image = tf.io.read_file(image)
+        return map_fn(_decode(image), label)
+
+    dataset = dataset.map(load, num_parallel_calls=AUTOTUNE)
+    if source.skip_corrupt:
+        dataset = dataset.ignore_errors(log_warning=True)
+    return dataset
 
 
 def _resize(image, size):
@@ -189,33 +291,37 @@ def _resize_center_crop(image, size):
     shape = tf.cast(tf.shape(image)[:2], tf.float32)
     short = tf.cast(round(size[0] * 256 / 224), tf.float32)
     scale = short / tf.reduce_min(shape)
-    resized = tf.image.resize(tf.cast(image, tf.float32), tf.cast(tf.round(shape * scale), tf.int32))
+    resized = tf.image.resize(tf.cast(image, tf.float32),
+                              tf.cast(tf.round(shape * scale), tf.int32))
     return tf.image.resize_with_crop_or_pad(resized, size[0], size[1])
 
 
 def make_dataset(source, image_size, batch_size, training, preprocessing="imagenet",
                  augmentation="cifar", flip=True, seed=0, repeat=False, cache=True):
     """Batched (normalised float32 images, int labels). Training: shuffled, augmented,
-    ``drop_remainder`` (the official loaders' ``drop_last``); evaluation: every image."""
+    ``drop_remainder`` (the official loaders' ``drop_last``); evaluation: every image.
+
+    Memory is bounded whatever the dataset size: the training shuffle holds indices, file
+    names or encoded records (:func:`_shuffled_elements`); images are decoded and cropped
+    after it, in parallel, a few batches ahead (prefetch). Arrays (``.npz``, digits) are in
+    RAM already; ``cache``: evaluation images of files/tfds are kept after decoding when they
+    fit in ``EVAL_CACHE_BYTES``."""
     import keras_cv  # imported here: costs ~1 s
 
-    size = tuple(image_size)
-    dataset = _unbatched(source)
+    size = tuple(int(v) for v in image_size)
     imagenet = augmentation == "imagenet"
+    dataset = _shuffled_elements(source, training, seed, repeat)
     if not imagenet or not training:
         resize = _resize_center_crop if imagenet else _resize
 
         def fixed_size(image, label):
             return resize(image, size), label
 
-        dataset = dataset.map(fixed_size, num_parallel_calls=AUTOTUNE)
-        if cache and source.kind != "arrays" and len(source) * np.prod(size) * 12 < 2e9:
+        dataset = _decoded(dataset, source, fixed_size)
+        small = len(source) * np.prod(size) * 3 * 4 < EVAL_CACHE_BYTES
+        if cache and not training and source.kind != "arrays" and small:
             dataset = dataset.cache()
-    if training:
-        dataset = dataset.shuffle(min(len(source), 50_000), seed=seed, reshuffle_each_iteration=True)
-        if repeat:
-            dataset = dataset.repeat()
-    if training and imagenet:
+    else:
         crop = keras_cv.layers.RandomCropAndResize(
             size, crop_area_factor=(0.08, 1.0), aspect_ratio_factor=(3 / 4, 4 / 3), seed=seed
         )
@@ -223,7 +329,7 @@ def make_dataset(source, image_size, batch_size, training, preprocessing="imagen
         def random_resized_crop(image, label):
             return crop(tf.cast(image, tf.float32)), label
 
-        dataset = dataset.map(random_resized_crop, num_parallel_calls=AUTOTUNE)
+        dataset = _decoded(dataset, source, random_resized_crop)
     dataset = dataset.batch(batch_size, drop_remainder=training)
     if training:
         layers = [] if imagenet else [
