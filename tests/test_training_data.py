@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from larq_adaptive import data
-from larq_adaptive.training import pipeline
+from larq_adaptive.training import augmentation, pipeline
 from larq_adaptive.training.cli import main
 
 from conftest import REPO, TINY, child_env, command_stderr_lines
@@ -75,14 +75,15 @@ def test_folder_order_equals_in_ram_order_and_follows_the_seed(tmp_path):
 def test_training_shuffle_holds_indices_names_or_encoded_records():
     """What the shuffle buffer holds is small whatever the dataset: int64 indices (arrays,
     files) or encoded strings (tfds records); nothing decoded."""
+    order = augmentation.epoch_order(4, 2, seed=0, repeat=False)  # what arrays/files shuffle
+    assert order.element_spec == (tf.TensorSpec((), tf.int64), tf.TensorSpec((2,), tf.int64))
     arrays = pipeline.Source("arrays", _images(4), np.arange(4) % 2, 2)
-    shuffled = pipeline._shuffled_elements(arrays, True, 0, False)
-    shuffle = shuffled._input_dataset  # the map that gathers after the shuffle
-    assert shuffle.element_spec == tf.TensorSpec((), tf.int64)
+    elements = pipeline._training_elements(arrays, 2, 0, False, 0)
+    assert elements.element_spec[0].dtype == tf.uint8  # gathered after the order, undecoded
     encoded = [tf.io.encode_png(image).numpy() for image in _images(4)]
     records = tf.data.Dataset.from_tensor_slices((encoded, np.arange(4) % 2))
     tfds_like = pipeline.Source("tfds", None, None, 2, records)
-    element = pipeline._shuffled_elements(tfds_like, True, 0, False).element_spec[0]
+    element = pipeline._training_elements(tfds_like, 2, 0, False, 0).element_spec[0]
     assert element.dtype == tf.string
 
 

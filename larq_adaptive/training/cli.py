@@ -369,12 +369,19 @@ def _run(args, recipe, stages, strategy, out, write_dir, log, extra_callbacks):
     common = dict(preprocessing=entry.preprocessing, image_size=image_size,
                   augmentation=recipe.augmentation, flip=args.dataset != "digits" or
                   bool(args.data_dir), seed=args.seed)
-    train_data = pipeline.make_dataset(train_source, batch_size=args.batch_size, training=True,
-                                       repeat=args.steps_per_epoch is not None, **common)
+    steps_per_epoch = args.steps_per_epoch or len(train_source) // args.batch_size
+
+    def train_data(epochs_done):
+        """The training stream from the first step after ``epochs_done`` epochs: a resumed
+        stage sees exactly the batches an uninterrupted one would (same seed)."""
+        data = pipeline.make_dataset(train_source, batch_size=args.batch_size, training=True,
+                                     repeat=True, start_step=epochs_done * steps_per_epoch,
+                                     **common)
+        return shard_by_data(data) if multiworker else data
+
     val_data = pipeline.make_dataset(val_source, batch_size=args.batch_size, training=False,
                                      **common)
-    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        train_data = shard_by_data(train_data)
+    multiworker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
     use_kd = args.teacher is not None
     if recipe.loss == "kd" and not use_kd:
         log(f"note: recipe {recipe.name} distils from a teacher; without --teacher it trains "
@@ -389,7 +396,7 @@ def _run(args, recipe, stages, strategy, out, write_dir, log, extra_callbacks):
         "optimizer": args.optimizer, "lr": args.lr, "schedule": recipe.schedule,
         "ede": recipe.ede,
         "loss": tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        "weight_decay": decay, "steps_per_epoch": args.steps_per_epoch,
+        "weight_decay": decay, "steps_per_epoch": steps_per_epoch,
         "validation_freq": args.validation_freq or None, "verbose": args.verbose,
         "keep_checkpoints": args.keep_checkpoints,
         "describe": lambda stage_dir: write_summary(student, stage_dir / "summary.txt"),
@@ -397,8 +404,7 @@ def _run(args, recipe, stages, strategy, out, write_dir, log, extra_callbacks):
     if not args.validation_freq:
         plan["validation_freq"], val_for_fit = 1, None
     else:
-        val_for_fit = shard_by_data(val_data) if isinstance(
-            strategy, tf.distribute.MultiWorkerMirroredStrategy) else val_data
+        val_for_fit = shard_by_data(val_data) if multiworker else val_data
     start = time.time()
     histories = run_stages(model, student, stages, plan, out, strategy, train_data, val_for_fit,
                            log=log, extra_callbacks=extra_callbacks, write_dir=write_dir)

@@ -100,9 +100,9 @@ def pretrain(model, train_source, recipe, *, lr, epochs, steps_per_epoch, batch_
     data = pipeline.make_dataset(
         train_source, image_size=model.input_shape[1:3],
         batch_size=min(batch_size, len(train_source)), training=True,
-        preprocessing=preprocessing, augmentation=recipe.augmentation, seed=seed,
-        repeat=steps_per_epoch is not None,
+        preprocessing=preprocessing, augmentation=recipe.augmentation, seed=seed, repeat=True,
     )
+    steps_per_epoch = steps_per_epoch or len(train_source) // min(batch_size, len(train_source))
     schedule = tf.keras.callbacks.LearningRateScheduler(
         lambda epoch: learning_rate(recipe.schedule, lr, epoch, epochs)
     )

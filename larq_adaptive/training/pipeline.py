@@ -1,12 +1,12 @@
 """Training data: sources (digits, ``.npz`` shards, class folders, tfds) and the tf.data
-pipelines (AUTOTUNE, keras-cv augmentation, each recipe's normalisation).
+pipelines (AUTOTUNE, position-indexed augmentation, each recipe's normalisation).
 
-CIFAR-style augmentation pads the uint8 image with 4 black pixels, takes a random 32x32
-crop and flips horizontally, *before* normalising (as the official loaders: the padded border
-is black, not the mean). ImageNet-style: random
-resized crop (scale 0.08-1, ratio 3/4-4/3) + flip for training; resize to 256/224 of the
-input size and a centre crop at test. Normalisation: the model's registered preprocessing
-(:func:`larq_adaptive.preprocessing.normalize`).
+Training augmentation (:mod:`larq_adaptive.training.augmentation`): CIFAR style pads the
+image with 4 black pixels, takes a random crop and flips horizontally, *before* normalising
+(as the official loaders: the padded border is black, not the mean); ImageNet style takes a
+random resized crop (scale 0.08-1, ratio 3/4-4/3) + flip. At test: resize to 256/224 of the
+input size and a centre crop (ImageNet style), a plain resize otherwise. Normalisation: the
+model's registered preprocessing (:func:`larq_adaptive.preprocessing.normalize`).
 """
 
 import dataclasses
@@ -19,6 +19,7 @@ import tensorflow as tf
 
 from larq_adaptive import data as lqa_data
 from larq_adaptive.preprocessing import normalize
+from larq_adaptive.training.augmentation import augment, epoch_order
 
 AUTOTUNE = tf.data.AUTOTUNE
 TFDS_DATASETS = ("cifar10", "cifar100", "imagenet2012")
@@ -244,34 +245,45 @@ def _decode(image):
     return tf.io.decode_image(image, channels=3, expand_animations=False)
 
 
-def _shuffled_elements(source, training, seed, repeat):
-    """(image, label) in training order: the *small* things are shuffled (array indices, file
-    names, encoded tfds records), nothing is decoded yet; same seed, same order."""
+def _training_elements(source, batch_size, seed, repeat, start_step):
+    """(image or path or encoded record, label, per-example seed) in training order, nothing
+    decoded yet (:func:`~larq_adaptive.training.augmentation.epoch_order`: the shuffle
+    holds int64 indices, whatever the dataset size), from batch ``start_step`` on.
+    tfds: a seeded shuffle of encoded records (buffer ``RECORD_SHUFFLE_BUFFER``) and
+    per-example seeds from the position in the stream; the same seed gives the same stream."""
+    skip = start_step * batch_size
     if source.kind == "tfds":
-        dataset = source.dataset
-        if training:
-            dataset = dataset.shuffle(min(len(source), RECORD_SHUFFLE_BUFFER), seed=seed,
-                                      reshuffle_each_iteration=True)
-    else:  # one constant tensor of images or paths, a shuffle buffer of int64 indices
-        x, labels = tf.constant(source.x), tf.constant(source.labels)
-        dataset = tf.data.Dataset.range(len(source))
-        if training:
-            dataset = dataset.shuffle(len(source), seed=seed, reshuffle_each_iteration=True)
-        dataset = dataset.map(lambda i: (tf.gather(x, i), tf.gather(labels, i)))
-    if training and repeat:
-        dataset = dataset.repeat()
-    return dataset
+        records = source.dataset.shuffle(min(len(source), RECORD_SHUFFLE_BUFFER), seed=seed,
+                                         reshuffle_each_iteration=True)
+        if repeat:
+            records = records.repeat()
+        seed = tf.constant(seed, tf.int64)
+        return records.enumerate().skip(skip).map(
+            lambda position, record: (*record, tf.stack([seed, position])))
+    x, labels = tf.constant(source.x), tf.constant(source.labels)
+    order = epoch_order(len(source), batch_size, seed, repeat).skip(skip)
+    return order.map(lambda i, example_seed: (tf.gather(x, i), tf.gather(labels, i),
+                                              example_seed))
+
+
+def _elements(source):
+    """(image or path or encoded record, label) in the source's order (evaluation)."""
+    if source.kind == "tfds":
+        return source.dataset
+    x, labels = tf.constant(source.x), tf.constant(source.labels)
+    return tf.data.Dataset.range(len(source)).map(lambda i: (tf.gather(x, i),
+                                                             tf.gather(labels, i)))
 
 
 def _decoded(dataset, source, map_fn):
-    """``map_fn(decoded image, label)`` in parallel (files are read there); images that
+    """``map_fn(decoded image, *rest)`` in parallel (files are read there); images that
     fail to decode are skipped with ``source.skip_corrupt`` (each logged by tf.data), else
     they stop the run."""
 
-    def load(image, label):
+    def load(image, *rest):
         if source.kind == "files":  # a path
             image = tf.io.read_file(image)
-        return map_fn(_decode(image), label)
+        return map_fn(_decode(image), *rest)
 
     dataset = dataset.map(load, num_parallel_calls=AUTOTUNE)
     if source.skip_corrupt:
@@ -297,55 +309,38 @@ def _resize_center_crop(image, size):
 
 
 def make_dataset(source, image_size, batch_size, training, preprocessing="imagenet",
-                 augmentation="cifar", flip=True, seed=0, repeat=False, cache=True):
-    """Batched (normalised float32 images, int labels). Training: shuffled, augmented,
-    ``drop_remainder`` (the official loaders' ``drop_last``); evaluation: every image.
+                 augmentation="cifar", flip=True, seed=0, repeat=False, cache=True,
+                 start_step=0):
+    """Batched (normalised float32 images, int labels).
 
-    Memory is bounded whatever the dataset size: the training shuffle holds indices, file
-    names or encoded records (:func:`_shuffled_elements`); images are decoded and cropped
-    after it, in parallel, a few batches ahead (prefetch). Arrays (``.npz``, digits) are in
-    RAM already; ``cache``: evaluation images of files/tfds are kept after decoding when they
-    fit in ``EVAL_CACHE_BYTES``."""
-    import keras_cv  # imported here: costs ~1 s
+    Evaluation: every image in order, resized (ImageNet style: resize to 256/224 of the size
+    and centre crop). Training: the position-indexed stream of
+    :mod:`larq_adaptive.training.augmentation` (each epoch a fresh permutation cut to whole
+    batches, each image cropped and flipped from its own stateless seed), from batch
+    ``start_step`` on; ``repeat``: every epoch (``model.fit`` then needs
+    ``steps_per_epoch``), else epoch 0 only.
 
+    Memory is bounded whatever the dataset size: the training shuffle holds indices (or
+    encoded tfds records); images are read, decoded and cropped after it, in parallel, a few
+    batches ahead (prefetch). Arrays (``.npz``, digits) are in RAM already; ``cache``:
+    evaluation images of files/tfds are kept after decoding when they fit in
+    ``EVAL_CACHE_BYTES``."""
     size = tuple(int(v) for v in image_size)
-    imagenet = augmentation == "imagenet"
-    dataset = _shuffled_elements(source, training, seed, repeat)
-    if not imagenet or not training:
-        resize = _resize_center_crop if imagenet else _resize
-
-        def fixed_size(image, label):
-            return resize(image, size), label
-
-        dataset = _decoded(dataset, source, fixed_size)
-        small = len(source) * np.prod(size) * 3 * 4 < EVAL_CACHE_BYTES
-        if cache and not training and source.kind != "arrays" and small:
-            dataset = dataset.cache()
-    else:
-        crop = keras_cv.layers.RandomCropAndResize(
-            size, crop_area_factor=(0.08, 1.0), aspect_ratio_factor=(3 / 4, 4 / 3), seed=seed
-        )
-
-        def random_resized_crop(image, label):
-            return crop(tf.cast(image, tf.float32)), label
-
-        dataset = _decoded(dataset, source, random_resized_crop)
-    dataset = dataset.batch(batch_size, drop_remainder=training)
     if training:
-        layers = [] if imagenet else [
-            keras_cv.layers.RandomCrop(size[0], size[1], seed=seed)
-        ]
-        if flip:
-            layers.append(keras_cv.layers.RandomFlip("horizontal", seed=seed))
-
-        def augment(images, labels):
-            if not imagenet:  # black 4-pixel border before normalisation
-                images = tf.pad(images, [[0, 0], [4, 4], [4, 4], [0, 0]])
-            for layer in layers:
-                images = layer(images, training=True)
-            return images, labels
-
-        dataset = dataset.map(augment, num_parallel_calls=AUTOTUNE)
+        style = "imagenet" if augmentation == "imagenet" else "cifar"
+        dataset = _decoded(
+            _training_elements(source, batch_size, seed, repeat, start_step), source,
+            lambda image, label, example_seed: (augment(image, example_seed, size, style, flip),
+                                                label))
+        dataset = dataset.batch(batch_size, drop_remainder=True)
+    else:
+        resize = _resize_center_crop if augmentation == "imagenet" else _resize
+        dataset = _decoded(_elements(source), source, lambda image, label: (resize(image, size),
+                                                                            label))
+        small = len(source) * np.prod(size) * 3 * 4 < EVAL_CACHE_BYTES
+        if cache and source.kind != "arrays" and small:
+            dataset = dataset.cache()
+        dataset = dataset.batch(batch_size)
 
     def preprocess(images, labels):
         return normalize(images, preprocessing), labels
