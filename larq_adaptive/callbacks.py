@@ -103,7 +103,6 @@ class BinaryWeightsSwitch(_FromConfig, tf.keras.callbacks.Callback):
 
 
 
-PROGRESS_FILE = "progress.json"  # beside a FiniteBackupAndRestore backup
 NONFINITE_WEIGHTS = "nonfinite_weights"  # set in an epoch's logs by FiniteGuard
 
 
@@ -213,8 +212,7 @@ class StopOnSignal(_FromConfig, tf.keras.callbacks.Callback):
 class FiniteBackupAndRestore(_FromConfig, tf.keras.callbacks.BackupAndRestore):
     """``BackupAndRestore`` that does not back up an epoch whose loss is NaN/inf, so a
     re-run after ``TerminateOnNaN`` restarts from the last good epoch (the backup is kept
-    when training ends on a NaN). Beside the backup, ``progress.json`` records the number of
-    finished epochs (:meth:`epochs_done`)."""
+    when training ends on a NaN). :meth:`epochs_done` reads how many epochs a backup holds."""
 
     def get_config(self):
         return {"backup_dir": self.backup_dir, "save_freq": self.save_freq,
@@ -227,19 +225,21 @@ class FiniteBackupAndRestore(_FromConfig, tf.keras.callbacks.BackupAndRestore):
     def on_epoch_end(self, epoch, logs=None):
         if _finite(logs):
             super().on_epoch_end(epoch, logs)
-            if self.model.distribute_strategy.extended.should_checkpoint:
-                record = json.dumps({"epochs_done": epoch + 1})
-                replace_atomically(lambda tmp: Path(tmp).write_text(record),
-                                   Path(self.backup_dir) / PROGRESS_FILE)
         else:
             self.saw_nan = True
 
     @staticmethod
     def epochs_done(backup_dir):
-        """The number of finished epochs the backup in ``backup_dir`` holds (0 if none): where
-        a re-run continues, known before ``fit`` (e.g. to start the input pipeline there)."""
-        path = Path(backup_dir) / PROGRESS_FILE
-        return json.loads(path.read_text())["epochs_done"] if path.exists() else 0
+        """The number of finished epochs the backup in ``backup_dir`` holds (0 if none), read
+        from the checkpoint itself (its ``ckpt_saved_epoch``): where a re-run continues, known
+        before ``fit`` (e.g. to start the input pipeline there)."""
+        for folder in (Path(backup_dir) / "chief", Path(backup_dir)):
+            latest = folder.is_dir() and tf.train.latest_checkpoint(str(folder))
+            if latest:
+                reader = tf.train.load_checkpoint(latest)
+                keys = [k for k in reader.get_variable_to_shape_map() if "ckpt_saved_epoch" in k]
+                return max(0, int(reader.get_tensor(keys[0])) + 1) if keys else 0
+        return 0
 
     def on_train_end(self, logs=None):
         if not self.saw_nan:
