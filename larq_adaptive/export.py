@@ -55,6 +55,7 @@ __all__ = [
     "ExportReport",
     "binary_conv_layers",
     "binary_weights",
+    "constant_tensors",
     "deployable",
     "final_quantizer",
     "lce_predict",
@@ -185,6 +186,28 @@ def _operators(flatbuffer):
         )
         ops.append((names[op.OpcodeIndex()], tensors))
     return ops
+
+
+ConstantTensor = collections.namedtuple("ConstantTensor", "name shape type bytes")
+
+
+def constant_tensors(flatbuffer):
+    """The tensors stored in a TFLite flatbuffer (weights, folded constants), each a
+    ``ConstantTensor(name, shape, type, bytes)`` with ``type`` the TFLite type name
+    (``"FLOAT32"``, ``"INT32"``, ...), largest first."""
+    schema = _schema()
+    types = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+    model = schema.Model.GetRootAsModel(flatbuffer, 0)
+    graph = model.Subgraphs(0)
+    tensors = []
+    for i in range(graph.TensorsLength()):
+        tensor = graph.Tensors(i)
+        size = model.Buffers(tensor.Buffer()).DataLength()
+        if size:
+            shape = tuple(int(d) for d in tensor.ShapeAsNumpy()) if tensor.ShapeLength() else ()
+            tensors.append(ConstantTensor(tensor.Name().decode(), shape,
+                                          types.get(tensor.Type(), str(tensor.Type())), size))
+    return sorted(tensors, key=lambda t: -t.bytes)
 
 
 def op_histogram(flatbuffer):

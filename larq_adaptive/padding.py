@@ -81,7 +81,8 @@ def outside_taps(size, kernel_size, stride, pad, dilation=1):
     span = dilation * (kernel_size - 1) + 1
     outputs = (size + before + after - span) // stride + 1
     return [
-        tuple(a for a in range(kernel_size) if not before <= i * stride + a * dilation < before + size)
+        tuple(a for a in range(kernel_size)
+              if not before <= i * stride + a * dilation < before + size)
         for i in range(outputs)
     ]
 

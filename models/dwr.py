@@ -73,8 +73,8 @@ IMAGENET = dict(input_shape=(224, 224, 3), num_classes=1000, recipe="dwr_imagene
                 float_recipe="dwr_imagenet", family="dwr")
 
 
-def _method(method, family, binary_weights):
-    return get_method(method, family, binary_weights=binary_weights)
+def _method(method, family, binary_weights, pad_values):
+    return get_method(method, family, binary_weights=binary_weights, pad_values=pad_values)
 
 
 def _widths(widths, blocks, stages_count):
@@ -120,6 +120,7 @@ def convalg(x, filters, name="alg"):
 def dwr_resnet20(
     *, input_shape=None, input_tensor=None, weights=None, include_top=True, num_classes=10,
     widths=(16, 78, 134), blocks=(1, 1, 1), method="irnet", binary_weights=True,
+    pad_values=0.0,
 ):
     """DWR ResNet-20 for CIFAR-10 (official ``CIFAR-10/ResNet-20``, IR-Net style).
 
@@ -130,7 +131,8 @@ def dwr_resnet20(
     """
     widths, blocks = _widths(widths, blocks, 3)
     return cifar_resnet(
-        name="dwr_resnet20", method=_method(method, "irnet", binary_weights), widths=widths,
+        name="dwr_resnet20", method=_method(method, "irnet", binary_weights, pad_values),
+        widths=widths,
         blocks=blocks, align=64, input_shape=input_shape, input_tensor=input_tensor,
         weights=weights, include_top=include_top, num_classes=num_classes,
     )
@@ -140,6 +142,7 @@ def dwr_resnet20(
 def dwr_reactnet_resnet20(
     *, input_shape=None, input_tensor=None, weights=None, include_top=True, num_classes=10,
     widths=(30, 86, 154), blocks=(1, 1, 1), method="reactnet", binary_weights=True,
+    pad_values=0.0,
 ):
     """DWR ResNet-20 + ReActNet for CIFAR-10 (official ``CIFAR-10/ResNet-20+ReActNet``).
 
@@ -150,7 +153,8 @@ def dwr_reactnet_resnet20(
     """
     widths, blocks = _widths(widths, blocks, 3)
     return cifar_resnet(
-        name="dwr_reactnet_resnet20", method=_method(method, "reactnet", binary_weights),
+        name="dwr_reactnet_resnet20", method=_method(method, "reactnet", binary_weights,
+                                                        pad_values),
         widths=widths, blocks=blocks, align=64, input_shape=input_shape,
         input_tensor=input_tensor, weights=weights, include_top=include_top,
         num_classes=num_classes,
@@ -163,6 +167,7 @@ def dwr_reactnet_resnet20(
 def dwr_resnet18_cifar(
     *, input_shape=None, input_tensor=None, weights=None, include_top=True, num_classes=10,
     widths=(120, 222, 290, 458), blocks=(1, 1, 1, 1), method="irnet", binary_weights=True,
+    pad_values=0.0,
 ):
     """DWR ResNet-18 for CIFAR-10 (official ``CIFAR-10/ResNet-18``).
 
@@ -171,7 +176,7 @@ def dwr_resnet18_cifar(
     the shape changes; head GAP -> BN -> Dense.
     """
     widths, blocks = _widths(widths, blocks, 4)
-    method = _method(method, "irnet", binary_weights)
+    method = _method(method, "irnet", binary_weights, pad_values)
     inputs = image_input(input_shape, input_tensor, CIFAR["input_shape"])
     x = stem(inputs, 64, 3, 1, method)
     x = stages(x, widths, blocks, (1, 2, 2, 2), resnet_basic_block, method)
@@ -185,6 +190,7 @@ def dwr_vgg_small(
     *, input_shape=None, input_tensor=None, weights=None, include_top=True, num_classes=10,
     widths=(106, 252, 256, 512, 512), blocks=(1, 1, 1, 1, 1), method="irnet",
     binary_weights=True,
+    pad_values=0.0,
 ):
     """DWR VGG-small for CIFAR-10 (official ``CIFAR-10/VGG-Small&VGG-11/vgg.py``).
 
@@ -196,7 +202,8 @@ def dwr_vgg_small(
     """
     widths, blocks = _widths(widths, blocks, 5)
     return vgg_small(
-        name="dwr_vgg_small", method=_method(method, "irnet", binary_weights), widths=widths,
+        name="dwr_vgg_small", method=_method(method, "irnet", binary_weights, pad_values),
+        widths=widths,
         blocks=blocks, align=512, input_shape=input_shape, input_tensor=input_tensor,
         weights=weights, include_top=include_top, num_classes=num_classes,
     )
@@ -210,6 +217,7 @@ def dwr_vgg_small(
 def dwr_reactnet_resnet18(
     *, input_shape=None, input_tensor=None, weights=None, include_top=True, num_classes=1000,
     widths=(116, 188, 408, 910), blocks=(2, 2, 2, 2), method="reactnet", binary_weights=True,
+    pad_values=0.0,
 ):
     """DWR ResNet-18 + ReActNet for ImageNet (official ``ImageNet/resnet-18+reactnet``).
 
@@ -219,7 +227,7 @@ def dwr_reactnet_resnet18(
     the shape changes), ``blocks`` per stage, strides 1, 2, 2, 2; head GAP -> BN -> Dense.
     """
     widths, blocks = _widths(widths, blocks, 4)
-    method = _method(method, "reactnet", binary_weights)
+    method = _method(method, "reactnet", binary_weights, pad_values)
     inputs = image_input(input_shape, input_tensor, IMAGENET["input_shape"])
     x = stem(inputs, 64, 7, 2, method, activation=False)
     x = prelu(x, "stem_act")

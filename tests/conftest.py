@@ -91,12 +91,13 @@ def every_method_model(channels=32, size=8, num_classes=10):
 
 
 def tiny_model(*, input_shape=None, input_tensor=None, weights=None, include_top=True,
-               num_classes=10, binary_weights=True):
+               num_classes=10, binary_weights=True, pad_values=0.0):
     """A registered-builder-shaped tiny network: FP stem, one RSign/ReActNet conv + RPReLU."""
     from larq_adaptive.models import blocks
     from larq_adaptive.models.methods import get_method
 
-    method = get_method("reactnet", "reactnet", binary_weights=binary_weights)
+    method = get_method("reactnet", "reactnet", binary_weights=binary_weights,
+                        pad_values=pad_values)
     inputs = blocks.image_input(input_shape, input_tensor, (8, 8, 3))
     x = blocks.batch_norm(blocks.float_conv(inputs, 8, 3, name="stem_conv"), "stem_bn")
     x = blocks.batch_norm(blocks.conv(x, 8, 3, 1, "bconv", method), "bconv_bn")

@@ -54,7 +54,9 @@ class PaddedQuantConv2D(lq.layers.QuantConv2D):
         if padding != "valid":
             raise ValueError("PaddedQuantConv2D pads by itself: give `pad`, not `padding`")
         if pad_values not in (0.0, 1.0):
-            raise ValueError(f"pad_values must be 0.0 (zero padding) or 1.0 (+1), got {pad_values!r}")
+            raise ValueError(
+                f"pad_values must be 0.0 (zero padding) or 1.0 (+1), got {pad_values!r}"
+            )
         kernel_size = pair(kernel_size)
         self.pad = pair(pad) if pad is not None else tuple(k // 2 for k in kernel_size)
         with _quiet_larq_constraint_warning():
