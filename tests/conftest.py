@@ -107,6 +107,23 @@ def tiny_model(*, input_shape=None, input_tensor=None, weights=None, include_top
     return blocks.finish(inputs, x, input_tensor, "tiny", method, weights)
 
 
+def bconv_options(flatbuffer):
+    """The custom options of every LceBconv2d of a TFLite flatbuffer (a flexbuffer map:
+    ``padding`` 0 = SAME, 1 = VALID; ``pad_values``; ``stride_height``, ...)."""
+    from flatbuffers import flexbuffers
+    from larq_compute_engine.mlir.python import tflite_schema as schema
+
+    model = schema.Model.GetRootAsModel(flatbuffer, 0)
+    graph = model.Subgraphs(0)
+    options = []
+    for j in range(graph.OperatorsLength()):
+        op = graph.Operators(j)
+        code = model.OperatorCodes(op.OpcodeIndex()).CustomCode()
+        if code and code.decode() == "LceBconv2d":
+            options.append(flexbuffers.Loads(bytes(op.CustomOptionsAsNumpy())))
+    return options
+
+
 def register_tiny_model():
     """Register :func:`tiny_model` as ``TINY`` (method "float": every recipe accepts it)."""
     from larq_adaptive.models import registry
