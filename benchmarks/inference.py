@@ -227,12 +227,12 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS))
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--runs", type=int, default=20, help="timed rounds (>= 1)")
+    parser.add_argument("--runs", type=int, default=20, help="timed rounds (0: sizes only)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed runs per model first")
     parser.add_argument("--out", help="append one JSON line per result to this file")
     args = parser.parse_args(argv)
-    if args.runs < 1 or args.warmup < 0 or min(args.threads) < 1:
-        parser.error("--runs and --threads must be >= 1, --warmup >= 0")
+    if args.runs < 0 or args.warmup < 0 or min(args.threads) < 1:
+        parser.error("--threads must be >= 1, --runs and --warmup >= 0")
 
     size_rows, flatbuffers, shapes = [], {}, {}
     for name in args.models:
@@ -245,9 +245,11 @@ def main(argv=None):
         if bireal:
             row["size_vs_bireal"] = row["tflite_MiB"] / bireal["tflite_MiB"]
 
-    latency, (load_before, load_after) = latency_rows(
-        flatbuffers, shapes, args.threads, args.runs, args.warmup
-    )
+    latency, (load_before, load_after) = [], (os.getloadavg(), os.getloadavg())
+    if args.runs:
+        latency, (load_before, load_after) = latency_rows(
+            flatbuffers, shapes, args.threads, args.runs, args.warmup
+        )
     environment = {
         "tensorflow": tf.__version__, "larq_compute_engine": _version("larq_compute_engine"),
         "cpus": os.cpu_count(), "load_before": load_before, "load_after": load_after,
@@ -260,8 +262,9 @@ def main(argv=None):
     print()
     print(markdown(size_rows, SIZE_COLUMNS))
     print()
-    print(markdown(latency, LATENCY_COLUMNS))
-    print()
+    if latency:
+        print(markdown(latency, LATENCY_COLUMNS))
+        print()
     print(f"{args.runs} timed rounds after {args.warmup} warm-up runs, models interleaved; "
           f"LCE {environment['larq_compute_engine']} x86 interpreter (reference binary "
           f"kernels, not ARM's); {os.cpu_count()} CPUs, load average (1, 5, 15 min) "

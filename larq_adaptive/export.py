@@ -16,13 +16,15 @@ the conv input is *directly* a +-1 binarizer output and every filter is ``+-scal
 - :class:`~larq_adaptive.layers.AdaBinConv2D` -> its ``decomposed=True`` form (a +-1 conv
   of ``sign((x - beta)/alpha)`` plus float corrections the converter folds);
 - :class:`~larq_adaptive.layers.PaddedQuantConv2D` with a +-1 input (RSign, DySign,
-  ste_sign, ...) -> :class:`~larq_adaptive.layers.BorderCorrectedQuantConv2D`: PyTorch pads the +-1 tensor with
-  0, which a binary conv cannot hold, so we pad with +1 and subtract the constant border
-  term, ``conv(zero_pad(s), W) = conv(pad_{+1}(s), W) - conv(mask, W)``;
+  ste_sign, ...) -> :class:`~larq_adaptive.layers.BorderCorrectedQuantConv2D`: where
+  PyTorch's pad equals TF "same", a "same" conv (``LceBconv2d`` pads with 0 or +1 itself);
+  elsewhere pad with +1 and, for zero padding, subtract the border term
+  ``conv(zero_pad(s), W) = conv(pad_{+1}(s), W) - conv(mask, W)``, stored as a few ``C_out``
+  vectors (:func:`larq_adaptive.padding.border_correction`);
 - :class:`~larq_adaptive.quantizers.SwitchableQuantizer` -> its final-stage quantizer (a
   switchable *activation* quantizer blocks binary convs even when switched on);
 - mixed precision -> float32; the input batch size -> 1 (the LCE interpreter runs one
-  image at a time, and a static shape lets the converter fold the border terms).
+  image at a time; static shapes fix the pads and the border patterns).
 
 The op histogram is read from the flatbuffer with the TFLite schema that ships inside
 ``larq_compute_engine`` (``larq_compute_engine.mlir.python.tflite_schema``): no extra
