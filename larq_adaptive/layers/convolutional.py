@@ -82,8 +82,8 @@ class PaddedQuantConv2D(lq.layers.QuantConv2D):
         return border if scale is None else border * scale
 
     def _border_mask(self, inputs):
-        """The padded input's mask for one image: 1 on the padded border, 0 inside. A constant
-        when the input's spatial shape is static (the LCE converter then folds it)."""
+        """The padded input's mask for one image: 1 on the padded border, 0 inside (for
+        dynamic spatial shapes; static ones use the compact :meth:`_border`)."""
         if inputs.shape[1:].is_fully_defined():
             zeros = tf.zeros([1, *inputs.shape[1:]], inputs.dtype)
         else:
