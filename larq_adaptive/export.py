@@ -274,8 +274,14 @@ def to_tflite(model, path=None, target="arm"):
     flatbuffer = lce.convert_keras_model(deployable(model), target=target)
     ops = _operators(flatbuffer)
     bconv_tensors = [tensors for name, tensors in ops if name == BCONV_OP]
+    # Each LceBconv2d comes from one binary conv, so as many of them as binary convs means
+    # all converted. Otherwise, names tell which did: the converter truncates tensor names
+    # and shares one quantizer between convs with identical (e.g. untrained) input
+    # binarizers, so a converted conv's name can be missing from its op's tensors.
+    all_converted = len(bconv_tensors) == len(convs)
     became = [
-        (conv, any(_names_layer(t, conv) for tensors in bconv_tensors for t in tensors))
+        (conv, all_converted
+         or any(_names_layer(t, conv) for tensors in bconv_tensors for t in tensors))
         for conv in convs
     ]
     if path is not None:
