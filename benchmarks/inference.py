@@ -265,8 +265,9 @@ def main(argv=None):
     if latency:
         print(markdown(latency, LATENCY_COLUMNS))
         print()
-    print(f"{args.runs} timed rounds after {args.warmup} warm-up runs, models interleaved; "
-          f"LCE {environment['larq_compute_engine']} x86 interpreter (reference binary "
+    timing = (f"{args.runs} timed rounds after {args.warmup} warm-up runs, models interleaved"
+              if args.runs else "sizes only (--runs 0)")
+    print(f"{timing}; LCE {environment['larq_compute_engine']} x86 interpreter (reference binary "
           f"kernels, not ARM's); {os.cpu_count()} CPUs, load average (1, 5, 15 min) "
           f"{_load(load_before)} before, {_load(load_after)} after")
     print()
