@@ -1,18 +1,27 @@
-"""Deployment benchmark: LCE export of the binary models beside larq-zoo baselines.
+"""Deployment benchmark: LCE file size and latency of our binary models beside larq-zoo's.
 
-    python benchmarks/inference.py [--models adabin_resnet20 reactnet_a ...] [--threads 2]
-                                   [--runs 1] [--out results.jsonl]
+    python benchmarks/inference.py [--models adabin_resnet20 reactnet_resnet18:pad1 ...]
+                                   [--threads 1 2] [--runs 20] [--warmup 3] [--out results.jsonl]
 
-Per model: the TFLite file size after ``larq_adaptive.export.to_tflite``, the share of the
-model's 1-bit MACs (``lqa.summary``) that run in ``LceBconv2d`` ops (goal 100 %), and the
-single-image latency (one timed run after one warm-up; ``--runs N`` keeps the fastest of
-N) of the LCE interpreter against the float twin (same graph, full-precision convs) in
-TensorFlow's plain TFLite interpreter.
+A model is a registered name, ``NAME:pad1`` for the same builder with ``pad_values=1.0``, or
+``larq_zoo.BiRealNet`` / ``larq_zoo.QuickNet`` (untrained weights: neither size nor latency
+depends on them). One run measures, per model:
 
-Caveat: on x86 the LCE interpreter runs *reference* binary kernels, not the optimised ARM
-ones LCE is built for (LCE#420, LCE#803), so these latencies say nothing about ARM speed.
-On a machine shared with other jobs, multi-threaded runs wait for busy cores (XNNPACK's
-2-thread float ResNet-20 measured 18-837 ms over 6 runs where 1 thread took 1-2 ms).
+- the TFLite file size after ``larq_adaptive.export.to_tflite``, how many binary convs became
+  ``LceBconv2d`` and the share of the 1-bit MACs (``lqa.summary``) that run in them;
+- the largest float constant shaped like a feature map, ``(1, h, w, c)`` (border
+  corrections must stay a few ``C_out`` vectors, not ``(1, H, W, C_out)``);
+- the single-image latency in LCE's interpreter for each ``--threads`` value: ``--warmup``
+  untimed runs, then ``--runs`` rounds in which every (model, threads) pair runs once, in an
+  order rotated each round (models interleaved, so that a busy spell of the shared machine
+  hits every model alike). Reported: median, quartiles, min and max, and the ratio to
+  Bi-Real Net's median, plus the median of the per-round ratios.
+
+Read the latencies as ratios. On x86 the LCE interpreter runs its *reference* binary
+kernels, not the optimised ARM kernels LCE is built for (LCE#420, LCE#803): these numbers say
+nothing about a phone or a Raspberry Pi. The load average of the machine is printed with
+the results. The targets of issue 15 are checked at the end (``PASS``/``FAIL``; exit 0 in
+both cases, the table is the result).
 """
 
 import argparse
@@ -29,37 +38,29 @@ import tensorflow as tf  # noqa: E402
 
 from larq_adaptive import export  # noqa: E402
 
-OURS = ("adabin_resnet20", "reactnet_resnet18", "reactnet_a", "dybnn_reactnet_a")
-BASELINES = ("larq_zoo.QuickNet", "larq_zoo.BiRealNet")
+BIREAL, QUICKNET = "larq_zoo.BiRealNet", "larq_zoo.QuickNet"
+DEFAULT_MODELS = ("adabin_resnet20", "reactnet_resnet18", "reactnet_resnet18:pad1", BIREAL,
+                  QUICKNET)
+PAD1 = ":pad1"
 
-
-def _strip_quantizers(config):
-    for key in ("input_quantizer", "kernel_quantizer", "depthwise_quantizer"):
-        if key in config:
-            config[key] = None
-    return config
+# Issue 15: file size ratios to Bi-Real Net, absolute sizes, latency ratio to Bi-Real Net.
+SIZE_TARGETS = {"reactnet_resnet18": ("ratio", 1.25), "reactnet_resnet18:pad1": ("ratio", 1.1),
+                "adabin_resnet20": ("MiB", 0.2)}
+LATENCY_TARGETS = {"reactnet_resnet18": 1.1, "reactnet_resnet18:pad1": 1.1}
 
 
 def build(name):
-    """(binary model, float twin). Ours: the registry's ``float_<name>`` twin; larq-zoo:
-    the same model with every quantizer removed."""
+    """The Keras model of a ``--models`` entry."""
     if name.startswith("larq_zoo."):
         import larq_zoo
 
         cls = {"QuickNet": larq_zoo.sota.QuickNet, "BiRealNet": larq_zoo.literature.BiRealNet}
-        model = cls[name.split(".", 1)[1]](weights=None)
-        twin = tf.keras.models.clone_model(
-            model,
-            clone_function=lambda layer: type(layer).from_config(
-                _strip_quantizers(layer.get_config())
-            ),
-        )
-        return model, twin
-    from larq_adaptive.models import available_models, get_model
+        return cls[name.split(".", 1)[1]](weights=None)
+    from larq_adaptive.models import get_model
 
-    twin_name = f"float_{name}"
-    twin = get_model(twin_name) if twin_name in available_models() else None
-    return get_model(name), twin
+    if name.endswith(PAD1):
+        return get_model(name[: -len(PAD1)], pad_values=1.0)
+    return get_model(name)
 
 
 def binary_macs(model, report):
@@ -75,104 +76,213 @@ def binary_macs(model, report):
     return total, in_bconv
 
 
-def _time(run, image, runs):
-    """Seconds of the fastest of ``runs`` timed runs, after one warm-up run."""
-    run(image)  # warm-up (allocations, caches)
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        run(image)
-        times.append(time.perf_counter() - start)
-    return min(times)
+def largest_map_constant(flatbuffer):
+    """Elements of the largest float32 constant shaped like a feature map, ``(1, h, w, c)``:
+    where a border correction would be stored (a depthwise kernel also has this shape)."""
+    return max(
+        (int(np.prod(t.shape)) for t in export.constant_tensors(flatbuffer)
+         if t.type == "FLOAT32" and len(t.shape) == 4 and t.shape[0] == 1),
+        default=0,
+    )
 
 
-def lce_latency(flatbuffer, image, threads, runs=1):
-    from larq_compute_engine.tflite.python.interpreter import Interpreter
-
-    interpreter = Interpreter(flatbuffer, num_threads=threads)
-    return _time(interpreter.predict, image, runs)
-
-
-def tflite_latency(model, image, threads, runs=1):
-    converter = tf.lite.TFLiteConverter.from_keras_model(export.deployable(model))
-    interpreter = tf.lite.Interpreter(model_content=converter.convert(), num_threads=threads)
-    interpreter.allocate_tensors()
-    (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
-
-    def run(x):
-        interpreter.set_tensor(inp["index"], x)
-        interpreter.invoke()
-        return interpreter.get_tensor(out["index"])
-
-    return _time(run, image, runs)
-
-
-def measure(name, threads, runs=1):
+def convert(name):
     tf.keras.backend.clear_session()
-    model, twin = build(name)
+    model = build(name)
     start = time.perf_counter()
     report = export.to_tflite(model)
-    convert_s = time.perf_counter() - start
     total, in_bconv = binary_macs(model, report)
-    image = np.random.default_rng(0).normal(size=(1, *model.input_shape[1:])).astype(np.float32)
-    row = {
+    return report, {
         "model": name,
         "binary_convs": len(report.convs),
         "lce_bconv2d": report.histogram[export.BCONV_OP],
         "binary_macs_M": total / 1e6,
         "binary_macs_in_bconv_pct": 100.0 * in_bconv / total if total else float("nan"),
-        "tflite_MB": report.size / 2**20,
-        "convert_s": convert_s,
-        "threads": threads,
-        "runs": runs,
-        "lce_latency_ms": 1e3 * lce_latency(report.flatbuffer, image, threads, runs),
-        "float_twin_latency_ms": (
-            1e3 * tflite_latency(twin, image, threads, runs) if twin is not None
-            else float("nan")
-        ),
         "float_convs_left": report.histogram["CONV_2D"],
+        "tflite_MiB": report.size / 2**20,
+        "largest_map_constant": largest_map_constant(report.flatbuffer),
+        "gather_ops": report.histogram["GATHER"],
+        "convert_s": time.perf_counter() - start,
+        "input_shape": list(model.input_shape[1:]),
     }
-    return row
 
 
-COLUMNS = (
+def time_interleaved(interpreters, images, runs, warmup):
+    """{key: [seconds]}: ``warmup`` untimed runs each, then ``runs`` rounds of one timed run
+    per key, the order rotated by one key each round."""
+    keys = list(interpreters)
+    for key in keys:
+        for _ in range(warmup):
+            interpreters[key].predict(images[key])
+    times = {key: [] for key in keys}
+    for round_index in range(runs):
+        shift = round_index % len(keys)
+        for key in keys[shift:] + keys[:shift]:
+            start = time.perf_counter()
+            interpreters[key].predict(images[key])
+            times[key].append(time.perf_counter() - start)
+    return times
+
+
+def statistics(seconds):
+    ms = 1e3 * np.asarray(seconds)
+    q25, median, q75 = np.percentile(ms, [25, 50, 75])
+    return {"median_ms": median, "q25_ms": q25, "q75_ms": q75, "min_ms": ms.min(),
+            "max_ms": ms.max(), "runs": len(ms)}
+
+
+def latency_rows(flatbuffers, shapes, threads, runs, warmup):
+    from larq_compute_engine.tflite.python.interpreter import Interpreter
+
+    interpreters, images = {}, {}
+    for name, flatbuffer in flatbuffers.items():
+        image = np.random.default_rng(0).normal(size=(1, *shapes[name])).astype(np.float32)
+        for count in threads:
+            interpreters[name, count] = Interpreter(flatbuffer, num_threads=count)
+            images[name, count] = image
+    load_before = os.getloadavg()
+    times = time_interleaved(interpreters, images, runs, warmup)
+    load_after = os.getloadavg()
+    rows = []
+    for name, count in interpreters:
+        row = {"model": name, "threads": count, **statistics(times[name, count])}
+        if (BIREAL, count) in times:
+            mine, bireal = np.asarray(times[name, count]), np.asarray(times[BIREAL, count])
+            row["ratio_of_medians"] = np.median(mine) / np.median(bireal)
+            paired = mine / bireal
+            row["paired_ratio_median"] = float(np.median(paired))
+            row["paired_ratio_q25"], row["paired_ratio_q75"] = np.percentile(paired, [25, 75])
+        rows.append(row)
+    return rows, (load_before, load_after)
+
+
+SIZE_COLUMNS = (
     ("model", "model", "{}"),
     ("binary_convs", "binary convs", "{}"),
     ("lce_bconv2d", "LceBconv2d", "{}"),
-    ("binary_macs_M", "1-bit MACs (M)", "{:.1f}"),
-    ("binary_macs_in_bconv_pct", "in LceBconv2d", "{:.1f} %"),
+    ("binary_macs_in_bconv_pct", "1-bit MACs in LceBconv2d", "{:.1f} %"),
     ("float_convs_left", "float CONV_2D", "{}"),
-    ("tflite_MB", "file (MiB)", "{:.2f}"),
-    ("lce_latency_ms", "LCE x86 (ms)", "{:.0f}"),
-    ("float_twin_latency_ms", "float twin TFLite (ms)", "{:.0f}"),
+    ("largest_map_constant", "largest (1,h,w,c) float constant", "{}"),
+    ("tflite_MiB", "file (MiB)", "{:.3f}"),
+    ("size_vs_bireal", "x Bi-Real", "{:.3f}"),
+)
+LATENCY_COLUMNS = (
+    ("model", "model", "{}"),
+    ("threads", "threads", "{}"),
+    ("median_ms", "median (ms)", "{:.1f}"),
+    ("q25_ms", "IQR (ms)", "{:.1f}"),
+    ("min_ms", "min-max (ms)", "{:.1f}"),
+    ("ratio_of_medians", "median / Bi-Real median", "{:.2f}"),
+    ("paired_ratio_median", "per-round ratio: median [IQR]", "{:.2f}"),
 )
 
 
-def markdown(rows):
-    lines = ["| " + " | ".join(title for _, title, _ in COLUMNS) + " |",
-             "|" + "---|" * len(COLUMNS)]
-    for row in rows:
-        lines.append("| " + " | ".join(fmt.format(row[key]) for key, _, fmt in COLUMNS) + " |")
+def _cell(row, key, fmt):
+    if key == "q25_ms":
+        return f"{row['q25_ms']:.1f}-{row['q75_ms']:.1f}"
+    if key == "min_ms":
+        return f"{row['min_ms']:.1f}-{row['max_ms']:.1f}"
+    if key == "paired_ratio_median" and key in row:
+        return (f"{row[key]:.2f} [{row['paired_ratio_q25']:.2f}-"
+                f"{row['paired_ratio_q75']:.2f}]")
+    return fmt.format(row[key]) if key in row else "-"
+
+
+def markdown(rows, columns):
+    lines = ["| " + " | ".join(title for _, title, _ in columns) + " |",
+             "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_cell(row, key, fmt) for key, _, fmt in columns) + " |"
+              for row in rows]
     return "\n".join(lines)
+
+
+def check_targets(size_rows, latency):
+    """Lines ``PASS|FAIL target: value`` for the targets of the models that were measured."""
+    sizes = {row["model"]: row for row in size_rows}
+    lines = []
+    for row in size_rows:
+        ok = row["binary_convs"] > 0 and row["lce_bconv2d"] == row["binary_convs"]
+        lines.append(f"{'PASS' if ok else 'FAIL'} {row['model']}: {row['lce_bconv2d']}/"
+                     f"{row['binary_convs']} binary convs are LceBconv2d")
+    for name, (kind, limit) in SIZE_TARGETS.items():
+        if name not in sizes or (kind == "ratio" and BIREAL not in sizes):
+            continue
+        value = sizes[name]["tflite_MiB"]
+        if kind == "ratio":
+            value /= sizes[BIREAL]["tflite_MiB"]
+        lines.append(f"{'PASS' if value <= limit else 'FAIL'} {name} file size: {value:.3f} "
+                     f"{'x Bi-Real' if kind == 'ratio' else 'MiB'} (target <= {limit})")
+    for row in latency:
+        limit = LATENCY_TARGETS.get(row["model"])
+        if limit is not None and "ratio_of_medians" in row:
+            value = row["ratio_of_medians"]
+            lines.append(f"{'PASS' if value <= limit else 'FAIL'} {row['model']} latency, "
+                         f"{row['threads']} thread(s): {value:.2f} x Bi-Real's median "
+                         f"(per-round ratios: median {row['paired_ratio_median']:.2f}; "
+                         f"target <= {limit})")
+    return lines
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", nargs="+", default=list(OURS + BASELINES))
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--runs", type=int, default=1, help="timed runs; the fastest is kept")
-    parser.add_argument("--out", help="append one JSON line per model to this file")
+    parser.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS))
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--runs", type=int, default=20, help="timed rounds (0: sizes only)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed runs per model first")
+    parser.add_argument("--out", help="append one JSON line per result to this file")
     args = parser.parse_args(argv)
-    rows = []
+    if args.runs < 0 or args.warmup < 0 or min(args.threads) < 1:
+        parser.error("--threads must be >= 1, --runs and --warmup >= 0")
+
+    size_rows, flatbuffers, shapes = [], {}, {}
     for name in args.models:
-        row = measure(name, args.threads, args.runs)
-        rows.append(row)
+        report, row = convert(name)
+        size_rows.append(row)
+        flatbuffers[name], shapes[name] = report.flatbuffer, row["input_shape"]
         print(json.dumps(row), flush=True)
-        if args.out:
-            with open(args.out, "a") as f:
-                f.write(json.dumps(row) + "\n")
-    print(markdown(rows))
+    bireal = {row["model"]: row for row in size_rows}.get(BIREAL)
+    for row in size_rows:
+        if bireal:
+            row["size_vs_bireal"] = row["tflite_MiB"] / bireal["tflite_MiB"]
+
+    latency, (load_before, load_after) = [], (os.getloadavg(), os.getloadavg())
+    if args.runs:
+        latency, (load_before, load_after) = latency_rows(
+            flatbuffers, shapes, args.threads, args.runs, args.warmup
+        )
+    environment = {
+        "tensorflow": tf.__version__, "larq_compute_engine": _version("larq_compute_engine"),
+        "cpus": os.cpu_count(), "load_before": load_before, "load_after": load_after,
+        "runs": args.runs, "warmup": args.warmup,
+    }
+    if args.out:
+        with open(args.out, "a") as f:
+            for row in size_rows + latency + [environment]:
+                f.write(json.dumps(row, default=float) + "\n")
+    print()
+    print(markdown(size_rows, SIZE_COLUMNS))
+    print()
+    if latency:
+        print(markdown(latency, LATENCY_COLUMNS))
+        print()
+    timing = (f"{args.runs} timed rounds after {args.warmup} warm-up runs, models interleaved"
+              if args.runs else "sizes only (--runs 0)")
+    print(f"{timing}; LCE {environment['larq_compute_engine']} x86 interpreter (reference binary "
+          f"kernels, not ARM's); {os.cpu_count()} CPUs, load average (1, 5, 15 min) "
+          f"{_load(load_before)} before, {_load(load_after)} after")
+    print()
+    print("\n".join(check_targets(size_rows, latency)))
     return 0
+
+
+def _load(values):
+    return ", ".join(f"{v:.2f}" for v in values)
+
+
+def _version(package):
+    from importlib.metadata import version
+
+    return version(package)
 
 
 if __name__ == "__main__":

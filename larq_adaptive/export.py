@@ -16,13 +16,15 @@ the conv input is *directly* a +-1 binarizer output and every filter is ``+-scal
 - :class:`~larq_adaptive.layers.AdaBinConv2D` -> its ``decomposed=True`` form (a +-1 conv
   of ``sign((x - beta)/alpha)`` plus float corrections the converter folds);
 - :class:`~larq_adaptive.layers.PaddedQuantConv2D` with a +-1 input (RSign, DySign,
-  ste_sign, ...) -> :class:`~larq_adaptive.layers.BorderCorrectedQuantConv2D`: PyTorch pads the +-1 tensor with
-  0, which a binary conv cannot hold, so we pad with +1 and subtract the constant border
-  term, ``conv(zero_pad(s), W) = conv(pad_{+1}(s), W) - conv(mask, W)``;
+  ste_sign, ...) -> :class:`~larq_adaptive.layers.BorderCorrectedQuantConv2D`: where
+  PyTorch's pad equals TF "same", a "same" conv (``LceBconv2d`` pads with 0 or +1 itself);
+  elsewhere pad with +1 and, for zero padding, subtract the border term
+  ``conv(zero_pad(s), W) = conv(pad_{+1}(s), W) - conv(mask, W)``, stored as a few ``C_out``
+  vectors (:func:`larq_adaptive.padding.border_correction`);
 - :class:`~larq_adaptive.quantizers.SwitchableQuantizer` -> its final-stage quantizer (a
   switchable *activation* quantizer blocks binary convs even when switched on);
 - mixed precision -> float32; the input batch size -> 1 (the LCE interpreter runs one
-  image at a time, and a static shape lets the converter fold the border terms).
+  image at a time; static shapes fix the pads and the border patterns).
 
 The op histogram is read from the flatbuffer with the TFLite schema that ships inside
 ``larq_compute_engine`` (``larq_compute_engine.mlir.python.tflite_schema``): no extra
@@ -55,6 +57,7 @@ __all__ = [
     "ExportReport",
     "binary_conv_layers",
     "binary_weights",
+    "constant_tensors",
     "deployable",
     "final_quantizer",
     "lce_predict",
@@ -187,6 +190,28 @@ def _operators(flatbuffer):
     return ops
 
 
+ConstantTensor = collections.namedtuple("ConstantTensor", "name shape type bytes")
+
+
+def constant_tensors(flatbuffer):
+    """The tensors stored in a TFLite flatbuffer (weights, folded constants), each a
+    ``ConstantTensor(name, shape, type, bytes)`` with ``type`` the TFLite type name
+    (``"FLOAT32"``, ``"INT32"``, ...), largest first."""
+    schema = _schema()
+    types = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+    model = schema.Model.GetRootAsModel(flatbuffer, 0)
+    graph = model.Subgraphs(0)
+    tensors = []
+    for i in range(graph.TensorsLength()):
+        tensor = graph.Tensors(i)
+        size = model.Buffers(tensor.Buffer()).DataLength()
+        if size:
+            shape = tuple(int(d) for d in tensor.ShapeAsNumpy()) if tensor.ShapeLength() else ()
+            tensors.append(ConstantTensor(tensor.Name().decode(), shape,
+                                          types.get(tensor.Type(), str(tensor.Type())), size))
+    return sorted(tensors, key=lambda t: -t.bytes)
+
+
 def op_histogram(flatbuffer):
     """``collections.Counter`` of op names (builtin or custom) in a TFLite flatbuffer."""
     return collections.Counter(name for name, _ in _operators(flatbuffer))
@@ -249,8 +274,14 @@ def to_tflite(model, path=None, target="arm"):
     flatbuffer = lce.convert_keras_model(deployable(model), target=target)
     ops = _operators(flatbuffer)
     bconv_tensors = [tensors for name, tensors in ops if name == BCONV_OP]
+    # Each LceBconv2d comes from one binary conv, so as many of them as binary convs means
+    # all converted. Otherwise, names tell which did: the converter truncates tensor names
+    # and shares one quantizer between convs with identical (e.g. untrained) input
+    # binarizers, so a converted conv's name can be missing from its op's tensors.
+    all_converted = len(bconv_tensors) == len(convs)
     became = [
-        (conv, any(_names_layer(t, conv) for tensors in bconv_tensors for t in tensors))
+        (conv, all_converted
+         or any(_names_layer(t, conv) for tensors in bconv_tensors for t in tensors))
         for conv in convs
     ]
     if path is not None:

@@ -58,15 +58,16 @@ IMAGENET = dict(input_shape=(224, 224, 3), num_classes=1000, family="adabin", me
                 recipe="adabin_imagenet")
 
 
-def _method(method, decomposed, initializer):
+def _method(method, decomposed, initializer, pad_values):
     """The ``"adabin"`` (or ``"float"``) method with the official code's conv initializer."""
-    return get_method(method, "adabin", decomposed=decomposed, kernel_initializer=initializer)
+    return get_method(method, "adabin", decomposed=decomposed, kernel_initializer=initializer,
+                      pad_values=pad_values)
 
 
 @register_with_float_twin("adabin_resnet20", provenance="official", **CIFAR)
 def adabin_resnet20(
     *, input_shape=None, input_tensor=None, weights=None, include_top=True, num_classes=10,
-    method="adabin", decomposed=False,
+    method="adabin", decomposed=False, pad_values=0.0,
 ):
     """AdaBin ResNet-20 for CIFAR-10, exactly the official ``resnet20_1w1a``.
 
@@ -81,7 +82,7 @@ def adabin_resnet20(
     ``.npz`` state dict, or a Keras weights file saved by this library.
     """
     return blocks.cifar_resnet(
-        name="adabin_resnet20", method=_method(method, decomposed, HE_FAN_IN),
+        name="adabin_resnet20", method=_method(method, decomposed, HE_FAN_IN, pad_values),
         widths=(16, 32, 64), blocks=(3, 3, 3), align=None, stem_initializer=HE_FAN_IN,
         input_shape=input_shape, input_tensor=input_tensor, weights=weights,
         include_top=include_top, num_classes=num_classes, load=official_adabin.load_weights,
@@ -101,7 +102,7 @@ def _avg_down_shortcut(x, filters, strides, name):
 @register_with_float_twin("adabin_resnet18_cifar", provenance="official", **CIFAR)
 def adabin_resnet18_cifar(
     *, input_shape=None, input_tensor=None, weights=None, include_top=True, num_classes=10,
-    method="adabin", decomposed=False,
+    method="adabin", decomposed=False, pad_values=0.0,
 ):
     """AdaBin ResNet-18 for CIFAR-10 (official ``cifar10/nets/resnet18.py``).
 
@@ -112,7 +113,7 @@ def adabin_resnet18_cifar(
     GAP -> BN -> Dense. PyTorch default init (the official module sets none).
     11.18 M parameters, 547 M binary MACs.
     """
-    method = _method(method, decomposed, TORCH_DEFAULT)
+    method = _method(method, decomposed, TORCH_DEFAULT, pad_values)
     inputs = blocks.image_input(input_shape, input_tensor, CIFAR["input_shape"])
     x = blocks.stem(inputs, 64, 3, 1, method, initializer=TORCH_DEFAULT)
     def block(x, filters, strides, name, method):
@@ -125,12 +126,12 @@ def adabin_resnet18_cifar(
     return blocks.finish(inputs, x, input_tensor, "adabin_resnet18_cifar", method, weights)
 
 
-def _imagenet_resnet(name, stage_blocks, *, method, decomposed, input_shape, input_tensor,
-                     weights, include_top, num_classes):
+def _imagenet_resnet(name, stage_blocks, *, method, decomposed, pad_values, input_shape,
+                     input_tensor, weights, include_top, num_classes):
     """FP stem conv 7x7/2 p3 -> BN -> Maxout -> MaxPool 3x3/2 p1 (-inf padding); stages
     64/128/256/512 of AdaBin BasicBlocks with the ``avg_down`` shortcut; GAP -> BN -> Dense
     (PyTorch default init); convs He normal fan_out."""
-    method = _method(method, decomposed, HE_FAN_OUT)
+    method = _method(method, decomposed, HE_FAN_OUT, pad_values)
     inputs = blocks.image_input(input_shape, input_tensor, IMAGENET["input_shape"])
     x = blocks.stem(inputs, 64, 7, 2, method, initializer=HE_FAN_OUT)
     x = blocks.torch_max_pool(x, 3, 2, 1, name="stem_pool")
@@ -147,7 +148,7 @@ def _imagenet_resnet(name, stage_blocks, *, method, decomposed, input_shape, inp
 @register_with_float_twin("adabin_resnet18", provenance="official", **IMAGENET)
 def adabin_resnet18(
     *, input_shape=None, input_tensor=None, weights=None, include_top=True, num_classes=1000,
-    method="adabin", decomposed=False,
+    method="adabin", decomposed=False, pad_values=0.0,
 ):
     """AdaBin ResNet-18 for ImageNet (official ``imagenet/nets/resnet18.py``).
 
@@ -160,15 +161,15 @@ def adabin_resnet18(
     """
     return _imagenet_resnet(
         "adabin_resnet18", (2, 2, 2, 2), method=method, decomposed=decomposed,
-        input_shape=input_shape, input_tensor=input_tensor, weights=weights,
-        include_top=include_top, num_classes=num_classes,
+        pad_values=pad_values, input_shape=input_shape, input_tensor=input_tensor,
+        weights=weights, include_top=include_top, num_classes=num_classes,
     )
 
 
 @register_with_float_twin("adabin_resnet34", provenance="official", **IMAGENET)
 def adabin_resnet34(
     *, input_shape=None, input_tensor=None, weights=None, include_top=True, num_classes=1000,
-    method="adabin", decomposed=False,
+    method="adabin", decomposed=False, pad_values=0.0,
 ):
     """AdaBin ResNet-34 for ImageNet (official ``imagenet/nets/resnet34.py``): as
     :func:`adabin_resnet18` with 3/4/6/3 blocks. About 21.8 M parameters.
@@ -176,15 +177,15 @@ def adabin_resnet34(
     Provenance: official (``imagenet/nets/resnet34.py``)."""
     return _imagenet_resnet(
         "adabin_resnet34", (3, 4, 6, 3), method=method, decomposed=decomposed,
-        input_shape=input_shape, input_tensor=input_tensor, weights=weights,
-        include_top=include_top, num_classes=num_classes,
+        pad_values=pad_values, input_shape=input_shape, input_tensor=input_tensor,
+        weights=weights, include_top=include_top, num_classes=num_classes,
     )
 
 
 @register_with_float_twin("adabin_vgg_small", provenance="reconstructed", **CIFAR)
 def adabin_vgg_small(
     *, input_shape=None, input_tensor=None, weights=None, include_top=True, num_classes=10,
-    method="adabin", decomposed=False,
+    method="adabin", decomposed=False, pad_values=0.0,
 ):
     """AdaBin VGG-small for CIFAR-10 (:func:`larq_adaptive.models.blocks.vgg_small`).
 
@@ -200,7 +201,7 @@ def adabin_vgg_small(
     He-normal (fan_in) init. ``include_top=False`` returns the 4x4x512 feature map.
     """
     return blocks.vgg_small(
-        name="adabin_vgg_small", method=_method(method, decomposed, HE_FAN_IN),
+        name="adabin_vgg_small", method=_method(method, decomposed, HE_FAN_IN, pad_values),
         widths=(128, 256, 256, 512, 512), blocks=(1, 1, 1, 1, 1), align=None,
         stem_initializer=HE_FAN_IN, input_shape=input_shape, input_tensor=input_tensor,
         weights=weights, include_top=include_top, num_classes=num_classes,

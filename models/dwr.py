@@ -90,8 +90,9 @@ IMAGENET = dict(input_shape=(224, 224, 3), num_classes=1000, recipe="dwr_imagene
                 family="dwr")
 
 
-def _method(method, family, binary_weights, **overrides):
-    return get_method(method, family, binary_weights=binary_weights, **overrides)
+def _method(method, family, binary_weights, pad_values, **overrides):
+    return get_method(method, family, binary_weights=binary_weights, pad_values=pad_values,
+                      **overrides)
 
 
 # The official DWR CIFAR-10 code (modules/ir_1w1a.py IRConv2d): unscaled sign(W), clamp STE.
@@ -146,6 +147,7 @@ def convalg(x, filters, name="alg"):
 def dwr_resnet20(
     *, input_shape=None, input_tensor=None, weights=None, include_top=True, num_classes=10,
     widths=(16, 78, 134), blocks=(1, 1, 1), method="irnet", binary_weights=True,
+    pad_values=0.0,
 ):
     """DWR ResNet-20 for CIFAR-10 (official ``CIFAR-10/ResNet-20``, IR-Net style).
 
@@ -160,7 +162,8 @@ def dwr_resnet20(
     widths, blocks = _widths(widths, blocks, 3)
     official = method in ("irnet", "float")
     return cifar_resnet(
-        name="dwr_resnet20", method=_method(method, "irnet", binary_weights), widths=widths,
+        name="dwr_resnet20", method=_method(method, "irnet", binary_weights, pad_values),
+        widths=widths,
         blocks=blocks, align=64, input_shape=input_shape, input_tensor=input_tensor,
         weights=weights, include_top=include_top, num_classes=num_classes,
         stem_initializer=HE_FAN_IN if official else None, torch_bias=official,
@@ -172,6 +175,7 @@ def dwr_resnet20(
 def dwr_reactnet_resnet20(
     *, input_shape=None, input_tensor=None, weights=None, include_top=True, num_classes=10,
     widths=(30, 86, 154), blocks=(1, 1, 1), method="reactnet", binary_weights=True,
+    pad_values=0.0,
 ):
     """DWR ResNet-20 + ReActNet for CIFAR-10 (official ``CIFAR-10/ResNet-20+ReActNet``).
 
@@ -190,12 +194,14 @@ def dwr_reactnet_resnet20(
     widths, blocks = _widths(widths, blocks, 3)
     official = method in ("reactnet", "float")
     if official:
-        body = _method(method, "reactnet", binary_weights, kernel_initializer=HE_FAN_IN,
+        body = _method(method, "reactnet", binary_weights, pad_values,
+                       kernel_initializer=HE_FAN_IN,
                        kernel_quantizer=DWR_CIFAR_WEIGHTS if method == "reactnet" else None)
         edge = _method("float" if method == "float" else "irnet", "irnet", binary_weights,
+                       pad_values,
                        kernel_quantizer=DWR_CIFAR_WEIGHTS if method == "reactnet" else None)
     else:
-        body = edge = _method(method, "reactnet", binary_weights)
+        body = edge = _method(method, "reactnet", binary_weights, pad_values)
     return cifar_resnet(
         name="dwr_reactnet_resnet20", method=body, edge_method=edge, widths=widths,
         blocks=blocks, align=64, input_shape=input_shape, input_tensor=input_tensor,
@@ -211,6 +217,7 @@ def dwr_reactnet_resnet20(
 def dwr_resnet18_cifar(
     *, input_shape=None, input_tensor=None, weights=None, include_top=True, num_classes=10,
     widths=(120, 222, 290, 458), blocks=(1, 1, 1, 1), method="irnet", binary_weights=True,
+    pad_values=0.0,
 ):
     """DWR ResNet-18 for CIFAR-10 (official ``CIFAR-10/ResNet-18``).
 
@@ -223,7 +230,7 @@ def dwr_resnet18_cifar(
     """
     widths, blocks = _widths(widths, blocks, 4)
     official = method in ("irnet", "float")
-    method = _method(method, "irnet", binary_weights)
+    method = _method(method, "irnet", binary_weights, pad_values)
     inputs = image_input(input_shape, input_tensor, CIFAR["input_shape"])
     x = stem(inputs, 64, 3, 1, method, initializer=HE_FAN_IN if official else None)
     block = functools.partial(resnet_basic_block,
@@ -239,6 +246,7 @@ def dwr_vgg_small(
     *, input_shape=None, input_tensor=None, weights=None, include_top=True, num_classes=10,
     widths=(106, 252, 256, 512, 512), blocks=(1, 1, 1, 1, 1), method="irnet",
     binary_weights=True,
+    pad_values=0.0,
 ):
     """DWR VGG-small for CIFAR-10 (official ``CIFAR-10/VGG-Small&VGG-11/vgg.py``).
 
@@ -256,7 +264,8 @@ def dwr_vgg_small(
     official = method in ("irnet", "float")
     overrides = dict(kernel_initializer=HE_FAN_OUT) if official else {}
     return vgg_small(
-        name="dwr_vgg_small", method=_method(method, "irnet", binary_weights, **overrides),
+        name="dwr_vgg_small", method=_method(method, "irnet", binary_weights, pad_values,
+                                              **overrides),
         widths=widths, blocks=blocks, align=512, input_shape=input_shape,
         input_tensor=input_tensor, weights=weights, include_top=include_top,
         num_classes=num_classes, stem_initializer=HE_FAN_OUT if official else None,
@@ -273,6 +282,7 @@ def dwr_vgg_small(
 def dwr_reactnet_resnet18(
     *, input_shape=None, input_tensor=None, weights=None, include_top=True, num_classes=1000,
     widths=(116, 188, 408, 910), blocks=(2, 2, 2, 2), method="reactnet", binary_weights=True,
+    pad_values=0.0,
 ):
     """DWR ResNet-18 + ReActNet for ImageNet (official ``ImageNet/resnet-18+reactnet``).
 
@@ -284,7 +294,7 @@ def dwr_reactnet_resnet18(
     the shape changes), ``blocks`` per stage, strides 1, 2, 2, 2; head GAP -> BN -> Dense.
     """
     widths, blocks = _widths(widths, blocks, 4)
-    method = _method(method, "reactnet", binary_weights)
+    method = _method(method, "reactnet", binary_weights, pad_values)
     inputs = image_input(input_shape, input_tensor, IMAGENET["input_shape"])
     x = stem(inputs, 64, 7, 2, method, activation=False)
     x = prelu(x, "stem_act")

@@ -40,16 +40,17 @@ IMAGENET = dict(reactnet.IMAGENET)
 DYBNN = dict(family="dybnn", method="dybnn")
 
 
-def _build(network, name, method, binary_weights, reduction, hidden_activation, **kwargs):
+def _build(network, name, method, binary_weights, reduction, hidden_activation, pad_values,
+           **kwargs):
     method = get_method(method, "dybnn", binary_weights=binary_weights, reduction=reduction,
-                        hidden_activation=hidden_activation)
+                        hidden_activation=hidden_activation, pad_values=pad_values)
     return network(name=name, method=method, **kwargs)
 
 
 @register_with_float_twin("dybnn_resnet20", provenance="reconstructed", **DYBNN, **CIFAR)
 def dybnn_resnet20(
     *, input_shape=None, input_tensor=None, weights=None, include_top=True, num_classes=10,
-    method="dybnn", binary_weights=True, reduction=16, hidden_activation="relu",
+    method="dybnn", binary_weights=True, reduction=16, hidden_activation="relu", pad_values=0.0,
 ):
     """DyBNN ResNet-20 for CIFAR-10: :func:`~larq_adaptive.models.reactnet.reactnet_resnet20`
     with DySign/DyPReLU (the stem activation included).
@@ -58,8 +59,8 @@ def dybnn_resnet20(
     the module docstring) on an adapted backbone (ReActNet has no CIFAR network)."""
     return _build(
         reactnet.resnet20_network, "dybnn_resnet20", method, binary_weights, reduction,
-        hidden_activation, input_shape=input_shape, input_tensor=input_tensor, weights=weights,
-        include_top=include_top, num_classes=num_classes,
+        hidden_activation, pad_values, input_shape=input_shape, input_tensor=input_tensor,
+        weights=weights, include_top=include_top, num_classes=num_classes,
     )
 
 
@@ -69,7 +70,7 @@ def dybnn_resnet20(
 )
 def dybnn_resnet18(
     *, input_shape=None, input_tensor=None, weights=None, include_top=True, num_classes=1000,
-    method="dybnn", binary_weights=True, reduction=16, hidden_activation="relu",
+    method="dybnn", binary_weights=True, reduction=16, hidden_activation="relu", pad_values=0.0,
 ):
     """DyBNN ReAct ResNet-18 for ImageNet: :func:`~larq_adaptive.models.reactnet.reactnet_resnet18`
     with DySign/DyPReLU.
@@ -78,8 +79,8 @@ def dybnn_resnet18(
     the module docstring) on the official ReActNet ResNet-18 backbone."""
     return _build(
         reactnet.resnet18_network, "dybnn_resnet18", method, binary_weights, reduction,
-        hidden_activation, input_shape=input_shape, input_tensor=input_tensor, weights=weights,
-        include_top=include_top, num_classes=num_classes,
+        hidden_activation, pad_values, input_shape=input_shape, input_tensor=input_tensor,
+        weights=weights, include_top=include_top, num_classes=num_classes,
     )
 
 
@@ -89,7 +90,7 @@ def dybnn_resnet18(
 )
 def dybnn_reactnet_a(
     *, input_shape=None, input_tensor=None, weights=None, include_top=True, num_classes=1000,
-    method="dybnn", binary_weights=True, reduction=16, hidden_activation="relu",
+    method="dybnn", binary_weights=True, reduction=16, hidden_activation="relu", pad_values=0.0,
 ):
     """DyBNN ReActNet-A for ImageNet: :func:`~larq_adaptive.models.reactnet.reactnet_a` with
     DySign/DyPReLU in place of every RSign/RPReLU.
@@ -98,6 +99,6 @@ def dybnn_reactnet_a(
     the module docstring) on the ReActNet-A backbone."""
     return _build(
         reactnet.reactnet_a_network, "dybnn_reactnet_a", method, binary_weights, reduction,
-        hidden_activation, input_shape=input_shape, input_tensor=input_tensor, weights=weights,
-        include_top=include_top, num_classes=num_classes,
+        hidden_activation, pad_values, input_shape=input_shape, input_tensor=input_tensor,
+        weights=weights, include_top=include_top, num_classes=num_classes,
     )

@@ -49,6 +49,7 @@ __all__ = [
     "HE_FAN_OUT",
     "METHODS",
     "TABLE",
+    "PAD_VALUES",
     "TORCH_DEFAULT",
     "Method",
     "MethodRow",
@@ -125,8 +126,12 @@ def _switchable(quantizer_class, binary_weights):
     return make
 
 
+PAD_VALUES = (0.0, 1.0)
+
+
 def get_method(method, default, *, binary_weights=True, reduction=16, hidden_activation="relu",
-               decomposed=False, kernel_initializer=None, kernel_quantizer=None):
+               decomposed=False, kernel_initializer=None, kernel_quantizer=None,
+               pad_values=0.0):
     """The :class:`Method` named ``method`` (one of :data:`METHODS`) for an architecture whose
     own method is ``default`` (one of :data:`BINARY_METHODS`; ``"float"`` takes its activation
     and initializer).
@@ -136,6 +141,12 @@ def get_method(method, default, *, binary_weights=True, reduction=16, hidden_act
     ``kernel_quantizer`` (a quantizer class or factory) override the row's binary-conv
     initializer and weight binarizer (architectures whose official code sets its own, e.g.
     DWR's ReActNet models: unscaled ``SteSign`` weights).
+
+    ``pad_values``: what the binary convs pad their binarized input with. ``0.0`` (default):
+    zero padding, as the official PyTorch code (official weights load exactly; LCE export
+    exact through LCE's zero-padded "same" conv or a small border correction). ``1.0``: +1,
+    the larq / larq-zoo convention, for training from scratch (costs nothing in LCE; official
+    or zero-padding weights do not compute the same function with it).
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
@@ -144,6 +155,10 @@ def get_method(method, default, *, binary_weights=True, reduction=16, hidden_act
     row = TABLE[default if method == "float" else method]
     if decomposed and (method != "adabin"):
         raise ValueError("decomposed=True needs method='adabin'")
+    if pad_values not in PAD_VALUES:
+        raise ValueError(f"pad_values must be 0.0 (zero padding) or 1.0 (+1), got {pad_values!r}")
+    if pad_values and method == "float":
+        raise ValueError("pad_values=1.0 pads binarized inputs; method='float' has none")
     input_quantizer, activation = row.input_quantizer, row.activation
     if row.dynamic:
         knobs = dict(reduction=reduction, hidden_activation=hidden_activation)
@@ -155,6 +170,8 @@ def get_method(method, default, *, binary_weights=True, reduction=16, hidden_act
     conv_layer = row.conv_layer
     if decomposed:
         conv_layer = functools.partial(conv_layer, decomposed=True)
+    if pad_values:
+        conv_layer = functools.partial(conv_layer, pad_values=float(pad_values))
     weights = kernel_quantizer or row.kernel_quantizer
     return Method(method, conv_layer, input_quantizer, _switchable(weights, binary_weights),
                   activation, initializer)

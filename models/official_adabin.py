@@ -317,8 +317,15 @@ def load_weights(model, weights):
         if suffix == ".npz" or suffix in TORCH_SUFFIXES:
             if not os.path.isfile(weights):
                 raise ValueError(f"weights file {os.fspath(weights)!r} does not exist")
-            if not any(isinstance(layer, AdaBinConv2D) for layer in model.layers):
+            convs = [layer for layer in model.layers if isinstance(layer, AdaBinConv2D)]
+            if not convs:
                 raise ValueError("official AdaBin weights need method='adabin'")
+            if any(layer.pad_values != 0.0 for layer in convs):
+                raise ValueError(
+                    "official AdaBin weights were trained with zero padding: they do not "
+                    "compute the same function in a pad_values=1.0 model; build it with "
+                    "pad_values=0.0 (the default)"
+                )
             has_head = any(layer.name == "logits" for layer in model.layers)
             allow_unused = () if has_head else _head_modules()
             return assign_state_dict(model, read_state_dict(weights), allow_unused)

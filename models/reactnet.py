@@ -143,7 +143,7 @@ def reactnet_a_network(*, name, method, input_shape, input_tensor, weights, incl
 @register_with_float_twin("reactnet_resnet20", provenance="adapted", **REACTNET, **CIFAR)
 def reactnet_resnet20(
     *, input_shape=None, input_tensor=None, weights=None, include_top=True, num_classes=10,
-    method="reactnet", binary_weights=True,
+    method="reactnet", binary_weights=True, pad_values=0.0,
 ):
     """ReActNet ResNet-20 for CIFAR-10.
 
@@ -156,8 +156,9 @@ def reactnet_resnet20(
     head GAP -> BN -> Dense. 18 binary convs, 40.1 M binary MACs, 0.44 M FP MACs.
     """
     return resnet20_network(
-        name="reactnet_resnet20", method=get_method(method, "reactnet",
-                                                    binary_weights=binary_weights),
+        name="reactnet_resnet20",
+        method=get_method(method, "reactnet", binary_weights=binary_weights,
+                          pad_values=pad_values),
         input_shape=input_shape, input_tensor=input_tensor, weights=weights,
         include_top=include_top, num_classes=num_classes,
     )
@@ -168,7 +169,7 @@ def reactnet_resnet20(
 )
 def reactnet_resnet18(
     *, input_shape=None, input_tensor=None, weights=None, include_top=True, num_classes=1000,
-    method="reactnet", binary_weights=True,
+    method="reactnet", binary_weights=True, pad_values=0.0,
 ):
     """ReActNet ResNet-18 (Bi-Real-based) for ImageNet, official ``birealnet18``.
 
@@ -180,8 +181,9 @@ def reactnet_resnet18(
     1.676 G binary MACs, 137.8 M FP MACs, 16 binary convs.
     """
     return resnet18_network(
-        name="reactnet_resnet18", method=get_method(method, "reactnet",
-                                                    binary_weights=binary_weights),
+        name="reactnet_resnet18",
+        method=get_method(method, "reactnet", binary_weights=binary_weights,
+                          pad_values=pad_values),
         input_shape=input_shape, input_tensor=input_tensor, weights=weights,
         include_top=include_top, num_classes=num_classes,
     )
@@ -192,7 +194,7 @@ def reactnet_resnet18(
 )
 def reactnet_a(
     *, input_shape=None, input_tensor=None, weights=None, include_top=True, num_classes=1000,
-    method="reactnet", binary_weights=True,
+    method="reactnet", binary_weights=True, pad_values=0.0,
 ):
     """ReActNet-A (MobileNetV1-based) for ImageNet, official ``reactnet``.
 
@@ -205,7 +207,8 @@ def reactnet_a(
     equals the official code's (docs/parity.md).
     """
     return reactnet_a_network(
-        name="reactnet_a", method=get_method(method, "reactnet", binary_weights=binary_weights),
+        name="reactnet_a", method=get_method(method, "reactnet", binary_weights=binary_weights,
+                                           pad_values=pad_values),
         input_shape=input_shape, input_tensor=input_tensor, weights=weights,
         include_top=include_top, num_classes=num_classes,
     )

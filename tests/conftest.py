@@ -91,12 +91,13 @@ def every_method_model(channels=32, size=8, num_classes=10):
 
 
 def tiny_model(*, input_shape=None, input_tensor=None, weights=None, include_top=True,
-               num_classes=10, binary_weights=True):
+               num_classes=10, binary_weights=True, pad_values=0.0):
     """A registered-builder-shaped tiny network: FP stem, one RSign/ReActNet conv + RPReLU."""
     from larq_adaptive.models import blocks
     from larq_adaptive.models.methods import get_method
 
-    method = get_method("reactnet", "reactnet", binary_weights=binary_weights)
+    method = get_method("reactnet", "reactnet", binary_weights=binary_weights,
+                        pad_values=pad_values)
     inputs = blocks.image_input(input_shape, input_tensor, (8, 8, 3))
     x = blocks.batch_norm(blocks.float_conv(inputs, 8, 3, name="stem_conv"), "stem_bn")
     x = blocks.batch_norm(blocks.conv(x, 8, 3, 1, "bconv", method), "bconv_bn")
@@ -104,6 +105,23 @@ def tiny_model(*, input_shape=None, input_tensor=None, weights=None, include_top
     x = tf.keras.layers.GlobalAveragePooling2D(name="pool")(x)
     x = blocks.dense(x, num_classes, method.kernel_initializer)
     return blocks.finish(inputs, x, input_tensor, "tiny", method, weights)
+
+
+def bconv_options(flatbuffer):
+    """The custom options of every LceBconv2d of a TFLite flatbuffer (a flexbuffer map:
+    ``padding`` 0 = SAME, 1 = VALID; ``pad_values``; ``stride_height``, ...)."""
+    from flatbuffers import flexbuffers
+    from larq_compute_engine.mlir.python import tflite_schema as schema
+
+    model = schema.Model.GetRootAsModel(flatbuffer, 0)
+    graph = model.Subgraphs(0)
+    options = []
+    for j in range(graph.OperatorsLength()):
+        op = graph.Operators(j)
+        code = model.OperatorCodes(op.OpcodeIndex()).CustomCode()
+        if code and code.decode() == "LceBconv2d":
+            options.append(flexbuffers.Loads(bytes(op.CustomOptionsAsNumpy())))
+    return options
 
 
 def register_tiny_model():

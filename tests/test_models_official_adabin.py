@@ -137,6 +137,8 @@ def test_other_weights_are_a_clear_error(tmp_path):
     np.savez(path, **random_state_dict())
     with pytest.raises(ValueError, match="method='adabin'"):
         get_model("adabin_resnet20", weights=path, method="float")
+    with pytest.raises(ValueError, match="zero padding"):  # +1 padding is another function
+        get_model("adabin_resnet20", weights=path, pad_values=1.0)
 
 
 # A PyTorch zip checkpoint written by hand (protocol-2 opcodes), as torch.save lays it out:

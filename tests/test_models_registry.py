@@ -75,6 +75,7 @@ def test_builder_signature_is_keyword_only_keras_applications(name):
     assert defaults == {"input_shape": None, "input_tensor": None, "weights": None,
                         "include_top": True, "num_classes": entry.num_classes}
     assert "method" in parameters  # every architecture takes any row of the method table
+    assert parameters["pad_values"].default == 0.0  # the official zero padding
     with pytest.raises(TypeError):
         entry.builder(entry.input_shape)  # positional arguments are refused
 
@@ -95,3 +96,19 @@ def test_builder_contract(name):
     assert not any(layer.name == "logits" for layer in features.layers)
     with pytest.raises(ValueError, match="does not exist"):
         get_model(name, weights="missing.weights.h5")
+
+
+@pytest.mark.parametrize("name", ["adabin_resnet20", "reactnet_resnet20", "dybnn_resnet20",
+                                  "dwr_resnet20"])
+def test_pad_values_reaches_every_binary_conv(name):
+    from larq_adaptive.export import binary_conv_layers
+
+    convs = binary_conv_layers(get_model(name, pad_values=1.0))
+    assert len(convs) >= 7 and all(layer.pad_values == 1.0 for layer in convs)
+
+
+def test_pad_values_other_than_zero_or_one_or_on_a_float_twin_are_refused():
+    with pytest.raises(ValueError, match="pad_values must be 0.0"):
+        get_model("reactnet_resnet20", pad_values=0.5)
+    with pytest.raises(ValueError, match="method='float'"):
+        get_model("float_reactnet_resnet20", pad_values=1.0)

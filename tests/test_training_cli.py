@@ -27,7 +27,7 @@ from larq_adaptive.training import (
 from larq_adaptive.models import available_models
 from larq_adaptive.training.cli import main
 
-from conftest import REPO, SHARED, TINY, tiny_model
+from conftest import REPO, SHARED, TINY, bconv_options, tiny_model
 
 pytestmark = pytest.mark.usefixtures("tiny_registered_model")
 
@@ -489,6 +489,28 @@ def test_mirrored_strategy_on_two_logical_cpus(tiny_data, tmp_path, subprocess_e
                             text=True, env=subprocess_env, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "MirroredStrategy, 2 replica(s)" in result.stdout
+
+
+def test_pad_values_flag_reaches_the_model_and_the_lce_file(tiny_data, tmp_path,
+                                                           subprocess_env):
+    out, tflite = tmp_path / "run", tmp_path / "tiny.tflite"
+    argv = _args(tiny_data, out, "--pad-values", "1", "--export-tflite", str(tflite))
+    result = subprocess.run([sys.executable, "-c", RUN_MAIN, *argv], capture_output=True,
+                            text=True, env=subprocess_env, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads((out / "config.json").read_text())["pad_values"] == 1.0
+    assert lqa.load_model(out / "model.keras", compile=False).get_layer("bconv").pad_values == 1
+    # the stride-1 binary conv pads with +1 inside LCE's LceBconv2d ("same", pad_values 1)
+    assert [(o["padding"], o["pad_values"]) for o in bconv_options(tflite.read_bytes())] == [
+        (0, 1)]
+
+
+@pytest.mark.parametrize("value", ["2", "0.5", "-1", "one"])
+def test_bad_pad_values_exit_2_with_one_line(value, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--pad-values", value])
+    assert exit_info.value.code == 2
+    _one_error_line(capsys, "--pad-values", "0 or 1")
 
 
 @pytest.mark.slow

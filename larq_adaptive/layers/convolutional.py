@@ -8,7 +8,13 @@ import logging
 import larq as lq
 import tensorflow as tf
 
-from larq_adaptive.padding import pad_nhwc, padded_shape, pair
+from larq_adaptive.padding import (
+    border_correction,
+    is_same_padding,
+    pad_nhwc,
+    padded_shape,
+    pair,
+)
 from larq_adaptive.quantizers import AdaBinActivationQuantizer, AdaBinWeightQuantizer
 from larq_adaptive.serialization import build_sublayer, register
 
@@ -30,27 +36,54 @@ def _quiet_larq_constraint_warning():
 
 @register
 class PaddedQuantConv2D(lq.layers.QuantConv2D):
-    """``QuantConv2D`` with PyTorch-style zero padding ``pad`` applied after the input quantizer.
+    """``QuantConv2D`` with PyTorch-style padding ``pad`` applied after the input quantizer.
 
-    Binarize, then pad with 0, then a VALID convolution: the official code's order. The pad
-    is written LCE-safe (``((p, p-1), ...)`` for stride 2 on even sizes, see
+    Binarize, then pad, then a VALID convolution: the official code's order. The pad is
+    written LCE-safe (``((p, p-1), ...)`` for stride 2 on even sizes, see
     :mod:`larq_adaptive.padding`). ``pad`` defaults to ``kernel_size // 2``.
+
+    ``pad_values=0.0`` (default): zero padding, as PyTorch and the official code (exact
+    export needs a border correction or LCE's zero-padded "same" conv).
+    ``pad_values=1.0``: the binarized input is padded with +1 (larq / larq-zoo convention;
+    no correction at all in LCE). Only for training from scratch: weights trained with zero
+    padding do not compute the same function.
     """
 
-    def __init__(self, filters, kernel_size, strides=(1, 1), pad=None, padding="valid", **kwargs):
+    def __init__(self, filters, kernel_size, strides=(1, 1), pad=None, padding="valid",
+                 pad_values=0.0, **kwargs):
         if padding != "valid":
             raise ValueError("PaddedQuantConv2D pads by itself: give `pad`, not `padding`")
+        if pad_values not in (0.0, 1.0):
+            raise ValueError(
+                f"pad_values must be 0.0 (zero padding) or 1.0 (+1), got {pad_values!r}"
+            )
         kernel_size = pair(kernel_size)
         self.pad = pair(pad) if pad is not None else tuple(k // 2 for k in kernel_size)
         with _quiet_larq_constraint_warning():
-            super().__init__(filters, kernel_size, strides=strides, padding="valid", **kwargs)
+            super().__init__(filters, kernel_size, strides=strides, padding="valid",
+                             pad_values=float(pad_values), **kwargs)
 
     def _padded(self, inputs, value=0.0):
         return pad_nhwc(inputs, self.kernel_size, self.strides, self.pad, value, self.dilation_rate)
 
+    def _pad_constant(self):
+        """The value the quantized input is padded with (``pad_values`` for +-1 quantizers)."""
+        return self.pad_values
+
+    def _border(self, inputs, kernel, scale=None):
+        """``conv(m, kernel)`` for the padding mask ``m`` of ``inputs``: compact (a few
+        ``C_out`` vectors, :func:`~larq_adaptive.padding.border_correction`) for a static
+        spatial shape, else a conv of the mask; None when no tap reads padding."""
+        if inputs.shape[1:3].is_fully_defined():
+            return border_correction(kernel, inputs.shape, self.strides, self.pad,
+                                     self.dilation_rate, scale)
+        border = tf.nn.convolution(self._border_mask(inputs), kernel, self.strides, "VALID",
+                                   dilations=self.dilation_rate)
+        return border if scale is None else border * scale
+
     def _border_mask(self, inputs):
-        """The padded input's mask for one image: 1 on the padded border, 0 inside. A constant
-        when the input's spatial shape is static (the LCE converter then folds it)."""
+        """The padded input's mask for one image: 1 on the padded border, 0 inside (for
+        dynamic spatial shapes; static ones use the compact :meth:`_border`)."""
         if inputs.shape[1:].is_fully_defined():
             zeros = tf.zeros([1, *inputs.shape[1:]], inputs.dtype)
         else:
@@ -69,7 +102,10 @@ class PaddedQuantConv2D(lq.layers.QuantConv2D):
     def convolution_op(self, inputs, kernel):
         # A quantizer created under another dtype policy (larq#631) must not leak its dtype.
         inputs = tf.cast(inputs, self.compute_dtype)
-        return super().convolution_op(self._padded(inputs), kernel)
+        value = self._pad_constant()
+        if tf.is_tensor(value) or isinstance(value, tf.Variable):
+            value = tf.cast(value, inputs.dtype)
+        return super().convolution_op(self._padded(inputs, value), kernel)
 
     def compute_output_shape(self, input_shape):
         return super().compute_output_shape(self._padded_shape(input_shape))
@@ -92,7 +128,11 @@ class AdaBinConv2D(PaddedQuantConv2D):
 
     with ``s^ = sign((x - beta)/alpha)`` padded with +1, ``b`` the +-1 weight signs,
     ``box`` the window sum of ``s^`` over space and channels, and ``m`` the padding mask: the
-    last term is a constant per-position border correction, so borders are exact.
+    last term is the border correction (a few ``C_out`` vectors expanded over the one-pixel
+    ring, :func:`~larq_adaptive.padding.border_correction`), so borders are exact.
+
+    ``pad_values=1.0`` pads the binarized input with its "+1" level ``alpha (1 + beta)``
+    instead of 0 (larq convention, from-scratch training only): no border term at all.
     """
 
     def __init__(self, filters, kernel_size=3, strides=(1, 1), pad=None, decomposed=False, **kwargs):
@@ -114,6 +154,12 @@ class AdaBinConv2D(PaddedQuantConv2D):
             return self.decomposed_call(inputs)
         return super().call(inputs)
 
+    def _pad_constant(self):
+        if self.pad_values == 0.0:
+            return 0.0
+        quantizer = self.input_quantizer
+        return quantizer.alpha * (self.pad_values + quantizer.beta)  # q at sign = pad_values
+
     def decomposed_call(self, inputs):
         if not self.input_quantizer.built:
             self.input_quantizer.build(inputs.shape)
@@ -132,14 +178,16 @@ class AdaBinConv2D(PaddedQuantConv2D):
         box = (kh * kw) * tf.nn.avg_pool2d(
             tf.reduce_sum(signs, axis=-1, keepdims=True), self.kernel_size, self.strides, "VALID"
         )
-        border = tf.nn.convolution(
-            self._border_mask(inputs), binary_kernel, self.strides, "VALID", dilations=self.dilation_rate
-        )
         outputs = (
             alpha * (tf.reshape(distance, [-1]) * conv + tf.reshape(center, [-1]) * box)
             + alpha * beta * tf.reduce_sum(binary_kernel, axis=[0, 1, 2])
-            - alpha * (1.0 + beta) * border
         )
+        if self.pad_values == 0.0:
+            # |s| of one element is exactly 1 but known only at run time (see _border).
+            scale = alpha * (1.0 + beta) * tf.abs(signs[:1, :1, :1, :1])
+            border = self._border(inputs, binary_kernel, scale)
+            if border is not None:
+                outputs = outputs - border
         if self.use_bias:
             outputs = tf.nn.bias_add(outputs, self.bias)
         return outputs
@@ -152,20 +200,37 @@ class AdaBinConv2D(PaddedQuantConv2D):
 class BorderCorrectedQuantConv2D(PaddedQuantConv2D):
     r"""Export form of a :class:`PaddedQuantConv2D` whose input quantizer outputs +-1.
 
+    Where PyTorch's padding equals TF "same" padding (stride 1, stride 2 on odd sizes; see
+    :func:`~larq_adaptive.padding.is_same_padding`) the conv is a "same" conv of the +-1
+    tensor: LCE's ``LceBconv2d`` pads with 0 or +1 by itself, exactly, with nothing stored
+    (``pad_values=1``: an explicit symmetric +1 pad that the converter fuses). Elsewhere
+    (stride 2 on even sizes) the input is padded with +1 explicitly, PyTorch-style, and for
+    zero padding the border term is subtracted:
+
     \[ \mathrm{conv}(\mathrm{pad}_0(s), W) = \mathrm{conv}(\mathrm{pad}_{+1}(s), W)
        - \mathrm{conv}(m, W) \]
 
-    with ``m`` the padding mask (1 on the padded border, 0 inside). The padded +-1 tensor
-    is passed through ``larq.math.sign`` again (the identity on +-1), so the conv input is
-    directly a binarizer output: LCE makes it an ``LceBconv2d`` with VALID padding for any
-    stride, and the pad stays exact (no "SAME" rewrite, docs/deployment.md). With a
-    static input shape the border term is a constant the converter folds into one ``SUB``.
+    with ``m`` the padding mask (1 on the padded border, 0 inside), built from a few ``C_out``
+    vectors (:func:`~larq_adaptive.padding.border_correction`). The padded +-1 tensor is
+    passed through ``larq.math.sign`` again (the identity on +-1), so the conv input is
+    directly a binarizer output and LCE makes it an ``LceBconv2d`` with VALID padding.
     Same weights and config as :class:`PaddedQuantConv2D`; for deployment only.
     """
 
     def convolution_op(self, inputs, kernel):
+        inputs = tf.cast(inputs, self.compute_dtype)
         conv = super(PaddedQuantConv2D, self).convolution_op  # plain VALID conv
-        signs = lq.math.sign(self._padded(inputs, value=1.0))
-        # Written as -(border - conv): LCE folds a constant subtracted from a binary conv
-        # into its per-channel bias even when the constant varies over space (invalid).
-        return tf.negative(conv(self._border_mask(inputs), kernel) - conv(signs, kernel))
+        static = inputs.shape[1:3].is_fully_defined()
+        if static and is_same_padding(inputs.shape, self.kernel_size, self.strides, self.pad,
+                                      self.dilation_rate):
+            if self.pad_values == 0.0:
+                return tf.nn.convolution(inputs, kernel, self.strides, "SAME",
+                                         dilations=self.dilation_rate)
+            return conv(self._padded(inputs, 1.0), kernel)  # fused into a +1 "same" LceBconv2d
+        outputs = conv(lq.math.sign(self._padded(inputs, 1.0)), kernel)
+        if self.pad_values == 0.0:
+            # |s| of one input element is exactly 1 but known only at run time (see _border).
+            border = self._border(inputs, kernel, tf.abs(inputs[:1, :1, :1, :1]))
+            if border is not None:
+                outputs = outputs - border
+        return outputs

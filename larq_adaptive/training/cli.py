@@ -59,6 +59,12 @@ def _listing():
     return f"models:\n{models or '  (none registered)'}\n\nrecipes:\n{recipes}"
 
 
+def _pad_value(text):
+    if text.strip() in ("0", "0.0", "1", "1.0"):
+        return float(text)
+    raise argparse.ArgumentTypeError(f"must be 0 or 1, got {text!r}")
+
+
 def build_parser():
     parser = Parser(
         prog=PROG,
@@ -75,6 +81,10 @@ def build_parser():
         help="training recipe (default: the model's own, listed below)")
     add("--method", help="builder's method knob for reactnet/dybnn/dwr models, e.g. ste_sign "
         "(larq's plain ste_sign), irnet (approx_sign inputs) or float")
+    add("--pad-values", type=_pad_value, metavar="{0,1}",
+        help="what binary convs pad their binarized input with: 0 (default, the official "
+        "zero padding; needed to load official weights) or 1 (+1, larq convention: no border "
+        "correction in LCE, for training from scratch)")
     add("--epochs", type=int, help="epochs of each stage (default: the recipe's)")
     add("--batch-size", type=int, help="global batch size (default: the recipe's)")
     add("--lr", type=float, help="base learning rate (default: the recipe's)")
@@ -243,6 +253,10 @@ def build_student(args, recipe, num_classes):
         if "method" not in accepted:
             raise UsageError(f"--method: {args.model!r} has no method argument")
         kwargs["method"] = args.method
+    if args.pad_values is not None:
+        if "pad_values" not in accepted:
+            raise UsageError(f"--pad-values: {args.model!r} has no pad_values argument")
+        kwargs["pad_values"] = args.pad_values
     try:
         model = get_model(args.model, **kwargs)
     except ValueError as error:
