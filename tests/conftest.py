@@ -13,6 +13,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import larq_adaptive as lqa  # noqa: E402  (before TensorFlow: makes tf.keras Keras 2)
 from larq_adaptive.keras2 import set_random_seed  # noqa: E402
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
@@ -122,6 +123,16 @@ def bconv_options(flatbuffer):
         if code and code.decode() == "LceBconv2d":
             options.append(flexbuffers.Loads(bytes(op.CustomOptionsAsNumpy())))
     return options
+
+
+def npz_shard(folder, n, classes=10, seed=0, size=8):
+    """``folder/shard.npz`` of ``n`` random uint8 ``size`` x ``size`` RGB images with labels
+    ``i % classes`` (the .npz data format of train.py); returns the folder."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    np.savez(folder / "shard.npz", images=rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8),
+             labels=np.arange(n) % classes)
+    return folder
 
 
 def register_tiny_model():

@@ -27,23 +27,15 @@ from larq_adaptive.training import (
 from larq_adaptive.models import available_models
 from larq_adaptive.training.cli import main
 
-from conftest import REPO, SHARED, TINY, bconv_options, tiny_model
+from conftest import REPO, SHARED, TINY, bconv_options, npz_shard, tiny_model
 
 pytestmark = pytest.mark.usefixtures("tiny_registered_model")
-
-
-def _npz(folder, n, classes=10, seed=0, size=8):
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    np.savez(folder / "shard.npz", images=rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8),
-             labels=np.arange(n) % classes)
-    return folder
 
 
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory):
     root = tmp_path_factory.mktemp("data")
-    return _npz(root / "train", 32), _npz(root / "val", 16, seed=1)
+    return npz_shard(root / "train", 32), npz_shard(root / "val", 16, seed=1)
 
 
 def _args(data, out, *extra, model=TINY, epochs=1, steps=2, batch=8):
@@ -348,7 +340,7 @@ def test_bad_inputs_exit_2_with_one_line(tiny_data, tmp_path, capsys):
     assert main(_args((bad, other), tmp_path / "d")) == 2
     _one_error_line(capsys, "class")
 
-    assert main(_args((tiny_data[0], _npz(tmp_path / "v12", 12, classes=12)), tmp_path / "e")) == 2
+    assert main(_args((tiny_data[0], npz_shard(tmp_path / "v12", 12, classes=12)), tmp_path / "e")) == 2
     _one_error_line(capsys, "mismatched classes")
 
     assert main(["--model", "adabin_resnet20", "--recipe", "reactnet_cifar"]) == 2
@@ -375,7 +367,7 @@ def test_a_failed_start_leaves_nothing_that_blocks_the_retry(tiny_data, tmp_path
     assert main(_args((tmp_path / "wrong", tiny_data[1]), out)) == 2  # bad --data-dir
     _one_error_line(capsys, "does not exist")
     bad_val = tmp_path / "val12"
-    _npz(bad_val, 12, classes=12)
+    npz_shard(bad_val, 12, classes=12)
     assert main(_args((tiny_data[0], bad_val), out)) == 2  # fails after creating the folder
     _one_error_line(capsys, "mismatched classes")
     assert not out.exists()
@@ -455,7 +447,7 @@ def test_cifar_shards_load():
     ("reactnet_resnet20", "reactnet_cifar"),
 ])
 def test_registered_cifar_models_smoke(model, recipe, tmp_path):
-    data = (_npz(tmp_path / "t", 8, size=32), _npz(tmp_path / "v", 4, seed=1, size=32))
+    data = (npz_shard(tmp_path / "t", 8, size=32), npz_shard(tmp_path / "v", 4, seed=1, size=32))
     out = tmp_path / "run"
     assert main(_args(data, out, "--recipe", recipe, model=model, steps=1, batch=4, epochs=2)) == 0
     assert len(json.loads((out / "results.json").read_text())["stages"]) == len(
@@ -531,6 +523,11 @@ def test_kill_9_then_rerun_continues(tiny_data, tmp_path, subprocess_env):
     epochs = _csv_epochs(out / "stage_1" / "log.csv")
     assert epochs == list(range(40)) or epochs[: len(done)] == done and epochs[-1] == 39
     assert sorted(set(epochs)) == list(range(40))
+    # exact: the same weights as an uninterrupted run (position-indexed data, same seed)
+    assert main(_args(tiny_data, tmp_path / "uninterrupted", epochs=40, steps=20)) == 0
+    resumed, whole = (lqa.load_model(d / "model.keras").get_weights()
+                      for d in (out, tmp_path / "uninterrupted"))
+    assert all(np.array_equal(a, b) for a, b in zip(resumed, whole))
 
 
 @pytest.mark.slow

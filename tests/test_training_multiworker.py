@@ -8,11 +8,12 @@ import re
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
 
-from conftest import TINY
+from conftest import TINY, command_stderr_lines, npz_shard
 
 WORKER = """
 import os, sys
@@ -47,21 +48,13 @@ def _free_ports(count):
     return ports
 
 
-def _npz(folder, n, seed):
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True)
-    np.savez(folder / "shard.npz", images=rng.integers(0, 256, (n, 8, 8, 3), dtype=np.uint8),
-             labels=np.arange(n) % 10)
-    return folder
-
-
 def _weights(path):
     with np.load(path, allow_pickle=False) as data:
         return [data[f"arr_{i}"] for i in range(len(data.files))]
 
 
 def test_two_workers_on_localhost_match_one_process_with_two_replicas(tmp_path, subprocess_env):
-    train, val = _npz(tmp_path / "train", 32, 0), _npz(tmp_path / "val", 16, 1)
+    train, val = npz_shard(tmp_path / "train", 32, seed=0), npz_shard(tmp_path / "val", 16, seed=1)
     flags = ["--model", TINY, "--data-dir", str(train), "--val-data-dir", str(val),
              "--recipe", "dwr_cifar", "--epochs", "2", "--steps-per-epoch", "2",
              "--batch-size", "8", "--verbose", "0", "--lr", "0.05"]
@@ -107,3 +100,51 @@ def test_two_workers_on_localhost_match_one_process_with_two_replicas(tmp_path, 
     written = re.search(r"non-chief worker: writing to (\S+)\)", outputs[1][0])
     assert written and not os.path.exists(written.group(1))
     assert "non-chief" not in outputs[0][0]
+
+
+def _start_workers(flags, out, tmp_path, env, tag):
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(2)]}
+    return [subprocess.Popen(
+        [sys.executable, "-c", WORKER, *flags, "--strategy", "multiworker", "--output-dir",
+         str(out)],
+        env={**env, "WEIGHTS_FILE": str(tmp_path / f"{tag}{index}.npz"),
+             "TF_CONFIG": json.dumps({"cluster": cluster,
+                                      "task": {"type": "worker", "index": index}})},
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for index in range(2)]
+
+
+@pytest.mark.slow
+def test_a_killed_worker_stops_the_run_and_restarting_every_worker_resumes_exactly(
+        tmp_path, subprocess_env):
+    train, val = npz_shard(tmp_path / "train", 32, seed=0), npz_shard(tmp_path / "val", 16, seed=1)
+    flags = ["--model", TINY, "--data-dir", str(train), "--val-data-dir", str(val),
+             "--recipe", "dwr_cifar", "--epochs", "12", "--steps-per-epoch", "20",
+             "--batch-size", "8", "--verbose", "0"]
+    out = tmp_path / "run"
+    chief, worker = _start_workers(flags, out, tmp_path, subprocess_env, "first")
+    log = out / "stage_1" / "log.csv"
+    deadline = time.time() + 300
+    while time.time() < deadline and chief.poll() is None and (
+            not log.exists() or len(log.read_text().splitlines()) < 3):
+        time.sleep(0.1)
+    worker.kill()
+    worker.communicate()
+    _, stderr = chief.communicate(timeout=120)  # the chief's collectives fail: it stops
+    lines = command_stderr_lines(stderr)
+    assert chief.returncode == 1 and len(lines) == 1, stderr[-2000:]
+    assert "restart every worker" in lines[0] and "Traceback" not in stderr
+    done = len(log.read_text().splitlines()) - 1
+    assert 2 <= done < 12
+    for process in _start_workers(flags, out, tmp_path, subprocess_env, "again"):
+        _, stderr = process.communicate(timeout=600)
+        assert process.returncode == 0, stderr[-2000:]
+    assert [int(row.split(",")[0]) for row in log.read_text().splitlines()[1:]] == list(range(12))
+    reference = subprocess.run(
+        [sys.executable, "-c", WORKER, *flags, "--strategy", "mirrored", "--output-dir",
+         str(tmp_path / "single")],
+        env={**subprocess_env, "LOGICAL_CPUS": "2", "WEIGHTS_FILE": str(tmp_path / "single.npz")},
+        capture_output=True, text=True, timeout=600)
+    assert reference.returncode == 0, reference.stderr[-2000:]
+    for a, b in zip(_weights(tmp_path / "again0.npz"), _weights(tmp_path / "single.npz")):
+        np.testing.assert_array_equal(a, b)
+    print(f"worker killed after {done} epochs; the restarted run ends bit-identical")

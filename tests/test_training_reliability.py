@@ -17,23 +17,15 @@ import larq_adaptive as lqa
 from larq_adaptive.saving import PARTIAL, replace_atomically
 from larq_adaptive.training.cli import main
 
-from conftest import TINY, child_env, command_stderr_lines, tiny_model
+from conftest import TINY, child_env, command_stderr_lines, npz_shard, tiny_model
 
 pytestmark = pytest.mark.usefixtures("tiny_registered_model")
-
-
-def _npz(folder, n, seed):
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True)
-    np.savez(folder / "shard.npz", images=rng.integers(0, 256, (n, 8, 8, 3), dtype=np.uint8),
-             labels=np.arange(n) % 10)
-    return folder
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("data")
-    return _npz(root / "train", 32, 0), _npz(root / "val", 16, 1)
+    return npz_shard(root / "train", 32, seed=0), npz_shard(root / "val", 16, seed=1)
 
 
 def _argv(data, out, *extra, epochs=3, steps=2):

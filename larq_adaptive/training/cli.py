@@ -1,8 +1,9 @@
 """``python train.py``: every registered model and recipe through ``model.fit``.
 
 ``main(argv)`` returns the exit status: 0 done, 1 training stopped on a NaN/inf loss or weight
-(the last good checkpoint is kept), 2 bad input (one ``train.py: error: ...`` line on stderr),
-143 / 130 stopped by SIGTERM / SIGINT (the finished epochs are kept: re-run to continue).
+(the last good checkpoint is kept) or by a failed worker of a multi-worker run, 2 bad input
+(one ``train.py: error: ...`` line on stderr), 143 / 130 stopped by SIGTERM / SIGINT (the
+finished epochs are kept: re-run to continue).
 """
 
 import argparse
@@ -499,6 +500,12 @@ def main(argv=None, extra_callbacks=()):
         return 2
     except (NaNLoss, ExportIncomplete) as error:
         print(f"{PROG}: {error}", file=sys.stderr)
+        return 1
+    except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError) as error:
+        first = str(error.message).strip().splitlines()[0] if error.message else ""
+        print(f"{PROG}: a process of the distributed run failed ({type(error).__name__}: "
+              f"{first[:200]}); restart every worker with the same command to continue from "
+              "the last finished epoch", file=sys.stderr)
         return 1
     except Stopped as error:
         print(f"{PROG}: {error}; the finished epochs are saved: run the same command again "
