@@ -179,8 +179,9 @@ def test_switchable_quantizer_is_identity_until_active(rng):
     w = rng.normal(size=(3, 3, 2, 4)).astype(np.float32)
     q = lqa.quantizers.SwitchableQuantizer(lqa.quantizers.ReActNetWeightQuantizer())
     np.testing.assert_array_equal(q(w).numpy(), w)
-    assert q.precision == 1
+    assert q.precision == 32 and q.final_precision == 1  # real-valued while inactive
     q.active.assign(1.0)
+    assert q.precision == 1
     np.testing.assert_allclose(q(w).numpy(), np.abs(w).mean(axis=(0, 1, 2)) * sign(w), rtol=1e-6)
 
 
