@@ -3,9 +3,9 @@
 Loading is a security boundary: ``.keras`` files are loaded with Keras ``safe_mode=True``
 (no ``Lambda`` layers or arbitrary code), and nothing here unpickles user files.
 
-:func:`save_model` also records, inside the ``.keras`` archive, what a later user of the file
-must know to feed it (the registered model name and its input preprocessing);
-:func:`read_metadata` reads that record back (JSON, no code).
+:func:`save_model` also records, inside the ``.keras`` archive (in Keras' ``metadata.json``),
+what a later user of the file must know to feed it (the registered model name and its input
+preprocessing); :func:`read_metadata` reads that record back (JSON, no code).
 """
 
 import json
@@ -18,10 +18,11 @@ import tensorflow as tf
 
 from larq_adaptive.serialization import registered_objects
 
-__all__ = ["METADATA_FILE", "PARTIAL", "custom_objects", "load_model", "read_metadata",
+__all__ = ["METADATA_KEY", "PARTIAL", "custom_objects", "load_model", "read_metadata",
            "replace_atomically", "save_model"]
 
-METADATA_FILE = "larq_adaptive.json"  # member of a .keras archive written by save_model
+KERAS_METADATA = "metadata.json"  # Keras' own member of a .keras archive
+METADATA_KEY = "larq_adaptive"  # save_model's record in it
 _MAX_METADATA_BYTES = 65536
 PARTIAL = "partial-"  # prefix of a file being written (same suffix: Keras picks formats by it)
 
@@ -56,22 +57,35 @@ def load_model(path, compile=True):
 
 def save_model(model, path, **metadata):
     """``model.save(path)``; for a ``.keras`` file, ``metadata`` (JSON values, e.g.
-    ``model_name=``, ``preprocessing=``) plus the input shape are stored in the archive as
-    ``larq_adaptive.json``, which Keras ignores and :func:`read_metadata` returns. The file
-    is written under a temporary name and renamed: never half-written."""
+    ``model_name=``, ``preprocessing=``) plus the input shape are stored under the key
+    ``"larq_adaptive"`` of the archive's own ``metadata.json`` (which Keras reads only for its
+    version and date; an extra archive member would break tf-keras 2.19's weight loading), and
+    :func:`read_metadata` returns them. The file is written under a temporary name and
+    renamed: never half-written."""
     path = str(path)
 
     def write(target):
         model.save(target)
         if target.endswith(".keras"):
             record = {"input_shape": list(model.input_shape[1:]), **metadata}
-            with zipfile.ZipFile(target, "a") as archive:
-                archive.writestr(METADATA_FILE, json.dumps(record, indent=2))
+            _add_record(target, record)
 
     if path.endswith((".keras", ".h5")):
         replace_atomically(write, path)
     else:  # a SavedModel folder
         write(path)
+
+
+def _add_record(archive_path, record):
+    """Rewrite the ``.keras`` archive with ``record`` in its ``metadata.json`` (same members,
+    same order)."""
+    with zipfile.ZipFile(archive_path) as archive:
+        members = [(info, archive.read(info)) for info in archive.infolist()]
+    with zipfile.ZipFile(archive_path, "w") as archive:
+        for info, data in members:
+            if info.filename == KERAS_METADATA:
+                data = json.dumps({**json.loads(data), METADATA_KEY: record})
+            archive.writestr(info, data)
 
 
 def read_metadata(path):
@@ -82,13 +96,13 @@ def read_metadata(path):
         return {}
     with zipfile.ZipFile(path) as archive:
         try:
-            info = archive.getinfo(METADATA_FILE)
+            info = archive.getinfo(KERAS_METADATA)
         except KeyError:
             return {}
         if info.file_size > _MAX_METADATA_BYTES:
             return {}
         try:
-            record = json.loads(archive.read(info))
-        except ValueError:
+            record = json.loads(archive.read(info)).get(METADATA_KEY)
+        except (ValueError, AttributeError):
             return {}
     return record if isinstance(record, dict) else {}

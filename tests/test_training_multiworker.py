@@ -130,7 +130,8 @@ def test_a_killed_worker_stops_the_run_and_restarting_every_worker_resumes_exact
     worker.kill()
     worker.communicate()
     _, stderr = chief.communicate(timeout=120)  # the chief's collectives fail: it stops
-    lines = command_stderr_lines(stderr)
+    lines = [line for line in command_stderr_lines(stderr)
+             if not line.startswith("WARNING:tensorflow:")]  # e.g. slow-callback notes
     assert chief.returncode == 1 and len(lines) == 1, stderr[-2000:]
     assert "restart every worker" in lines[0] and "Traceback" not in stderr
     done = len(log.read_text().splitlines()) - 1

@@ -201,7 +201,9 @@ def test_a_signal_stops_within_a_step_and_the_same_command_continues(
     _, stderr = process.communicate(timeout=120)
     stop_seconds = time.time() - sent
     assert process.returncode == status, stderr[-2000:]
-    lines = command_stderr_lines(stderr)
+    # TensorFlow may warn that callbacks are slow next to these millisecond batches
+    lines = [line for line in command_stderr_lines(stderr)
+             if not line.startswith("WARNING:tensorflow:Callback method")]
     assert len(lines) == 1 and f"stopped by {name}" in lines[0] and "Traceback" not in stderr
     assert stop_seconds < 10, stop_seconds
     done = [int(row["epoch"]) for row in _logged(out)]
