@@ -3,7 +3,9 @@
 For each case, ``benchmarks/parity/<case>.py --official-repo PATH`` ran ONE training step of the
 official code (then a second step after a learning-rate change, where PyTorch's and Keras'
 momentum conventions differ) from fixed weights on fixed real CIFAR-10 test images, in
-float64, and stored everything the step produced in ``tests/data/parity/<case>.npz``: the
+float64, and stored everything the step produced in ``tests/data/parity/<case>.npz`` (the
+inputs and the official checkpoint are not copied there: they are read from the shared data
+folder, so cases 1 and 3 are skipped without it): the
 cross-entropy loss, the gradient of every trainable tensor, the change of every weight (BN
 running statistics included; the momentum buffer is ``-change / lr``) and the eval-mode logits
 before and after. Each test here builds our model in float64 (Keras policy ``float64``), loads
@@ -32,6 +34,7 @@ from _common import (  # noqa: E402
     random_weights,
     read_reference,
     run_our_steps,
+    sum_of_squares,
     summary_rows,
 )
 
@@ -39,23 +42,30 @@ from larq_adaptive.introspect import iter_quantizers  # noqa: E402
 from larq_adaptive.models import get_model  # noqa: E402
 
 
-def load_case(name):
+def load_case(name, shared_dir):
+    """The stored reference of a case, its CIFAR-10 inputs read from the shared data folder
+    (never copied into the project)."""
     path = REFERENCE_DIR / f"{name}.npz"
     assert path.stat().st_size < 8e6, f"{path} should stay a few MB"
-    return read_reference(path)
+    return read_reference(path, shared_dir / "data" / "cifar10-test-original" / "cifar10_test.npz")
 
 
-def float64_model(name, reference, **kwargs):
-    """``get_model(name)`` under the float64 policy, holding the reference's ``init.*``
-    weights; returns the model and the keys of the weights without one."""
+def float64_model(name, **kwargs):
+    """``get_model(name, **kwargs)`` under the float64 policy and its weights by key."""
     tf.keras.mixed_precision.set_global_policy("float64")
     model = get_model(name, **kwargs)
-    variables = keras_weights(model)
-    initial = {k[len("init."):]: v for k, v in reference.items() if k.startswith("init.")}
-    assert set(initial) <= set(variables)
-    for key, value in initial.items():
-        variables[key].assign(value.astype(np.float64))
-    return model, set(variables) - set(initial)
+    return model, keras_weights(model)
+
+
+def assert_initial_weights(weights, reference):
+    """Our initial weights are the ones the official side started from: every stored sum of
+    squares matches (``weights``: numpy arrays by key)."""
+    stored = {k[len("init_sumsq."):]: float(v) for k, v in reference.items()
+              if k.startswith("init_sumsq.")}
+    assert stored and set(stored) <= set(weights)
+    for key, value in sum_of_squares({k: weights[k] for k in stored}).items():
+        assert value == pytest.approx(float(reference[key]), rel=1e-12), key
+    return set(weights) - set(stored)
 
 
 def assert_parity(results):
@@ -73,12 +83,14 @@ def assert_parity(results):
 # parameter, EDE (k, t) of epochs 250 and 350 of 400, cosine lr of those epochs.
 
 
-def test_adabin_resnet20_step_matches_official_code():
+def test_adabin_resnet20_step_matches_official_code(shared_dir):
     from larq_adaptive.quantizers import AdaBinWeightQuantizer
 
-    reference = load_case("adabin_resnet20")
-    model, missing = float64_model("adabin_resnet20", reference)
-    assert all(key.endswith((".ede_k", ".ede_t")) for key in missing)
+    reference = load_case("adabin_resnet20", shared_dir)
+    checkpoint = shared_dir / "reference" / "adabin_resnet20_cifar10" / "model.th"
+    model, variables = float64_model("adabin_resnet20", weights=str(checkpoint))
+    missing = assert_initial_weights({k: v.numpy() for k, v in variables.items()}, reference)
+    assert missing and all(key.endswith((".ede_k", ".ede_t")) for key in missing)
     assert float(reference["lr2"]) < 0.2 * float(reference["lr1"])  # a real lr change
 
     def set_ede(model, step):
@@ -96,15 +108,12 @@ def test_adabin_resnet20_step_matches_official_code():
 # epochs 250 and 350 of 400.
 
 
-def test_dwr_reactnet_resnet20_step_matches_official_code():
-    reference = load_case("dwr_reactnet_resnet20")
-    model, missing = float64_model("dwr_reactnet_resnet20", reference)
-    variables = keras_weights(model)
+def test_dwr_reactnet_resnet20_step_matches_official_code(shared_dir):
+    reference = load_case("dwr_reactnet_resnet20", shared_dir)
+    model, variables = float64_model("dwr_reactnet_resnet20")
     init = random_weights({k: v.shape for k, v in variables.items()}, int(reference["seed"]))
-    assert set(init) == missing == set(variables)
+    assert assert_initial_weights(init, reference) == set() and set(init) == set(variables)
     for key, value in init.items():
-        assert np.sum(np.square(value, dtype=np.float64)) == pytest.approx(
-            float(reference[f"init_sumsq.{key}"]), rel=1e-12), key
         variables[key].assign(value.astype(np.float64))
     # the official model has exactly our trainable parameters
     assert sum(int(np.prod(v.shape)) for v in model.trainable_weights) == int(

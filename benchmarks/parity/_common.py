@@ -10,17 +10,18 @@ in float64 on both sides, and compares everything the step produces. The case sc
 Reference file layout (``np.load(..., allow_pickle=False)``; ``<key>`` = ``"<keras layer
 name>.<weight name>"``, tensors in Keras layout, stored as float32 (relative rounding 6e-8),
 scalars as float64):
-``images1``/``labels1``, ``images2``/``labels2`` (uint8 CIFAR test images, int labels),
-``lr1``, ``lr2``, ``weight_decay``, ``momentum`` and per-case scalars; ``init.<key>`` (every
-weight before step 1), ``step{s}.loss`` (cross entropy), ``step{s}.grad.<key>`` (gradient of
+``cifar_batch`` (the batch size ``B``: the inputs are rows ``0..B-1`` and ``B..2B-1`` of the
+shared lossless CIFAR-10 test set, which is never copied into the project; :func:`read_reference`
+loads them as ``images1``/``labels1``, ``images2``/``labels2``), ``lr1``, ``lr2``,
+``weight_decay``, ``momentum`` and per-case scalars; ``init_sumsq.<key>`` (the sum of squares
+of every weight before step 1, which the test's own initial weights must match: the official
+checkpoint of the shared folder, or :func:`random_weights`), ``step{s}.loss`` (cross entropy), ``step{s}.grad.<key>`` (gradient of
 the cross entropy, without weight decay), ``step{s}.delta.<key>`` (change of every weight,
 BN running statistics included), ``logits{0,1,2}`` (eval-mode logits on ``images1`` before
 step 1, after step 1, after step 2). PyTorch's momentum buffer after step ``s`` is
 ``-delta / lr_s`` (``p -= lr * buf``). Gradients and changes of tensors with more than
 :data:`SAMPLE_CAP` elements are stored as :func:`sample` (a strided sample that still
-covers every output channel) to keep the files small; ``init.*`` is always complete, or
-absent when the case draws its initial weights with :func:`random_weights` (then
-``init_sumsq.<key>`` checks that both sides drew the same).
+covers every output channel) to keep the files small.
 """
 
 import math
@@ -36,10 +37,20 @@ TOLERANCE = 1e-5  # max relative difference, float64 on both sides
 SAMPLE_CAP = 16384  # gradients/changes of larger tensors are stored as a strided sample
 
 
+def shared_dir():
+    """The project's shared folder (``../shared``, or ``$LQA_SHARED_DIR``)."""
+    return Path(os.environ.get("LQA_SHARED_DIR") or Path(__file__).resolve().parents[3] / "shared")
+
+
 def default_cifar_test():
     """The lossless CIFAR-10 test set of the shared data folder (``../shared/data``)."""
-    root = Path(__file__).resolve().parents[3] / "shared" / "data"
-    return root / "cifar10-test-original" / "cifar10_test.npz"
+    return shared_dir() / "data" / "cifar10-test-original" / "cifar10_test.npz"
+
+
+def sum_of_squares(weights):
+    """``{"init_sumsq.<key>": sum(w^2)}`` of initial weights (float64), as stored."""
+    return {f"init_sumsq.{k}": float(np.sum(np.square(v, dtype=np.float64)))
+            for k, v in weights.items()}
 
 
 def cifar_batches(path, size):
@@ -294,6 +305,12 @@ def write_reference(path, arrays):
     return os.path.getsize(path)
 
 
-def read_reference(path):
-    with np.load(path, allow_pickle=False) as data:
-        return {key: data[key] for key in data.files}
+def read_reference(path, data=None):
+    """The stored reference, with its CIFAR-10 inputs loaded from ``data`` (default: the
+    shared test set) when it names them by ``cifar_batch``."""
+    with np.load(path, allow_pickle=False) as stored:
+        reference = {key: stored[key] for key in stored.files}
+    if "cifar_batch" in reference:
+        batches = cifar_batches(data or default_cifar_test(), int(reference["cifar_batch"]))
+        reference.update(zip(("images1", "labels1", "images2", "labels2"), batches))
+    return reference

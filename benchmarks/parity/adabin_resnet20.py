@@ -44,6 +44,7 @@ from _common import (  # noqa: E402
     read_reference,
     run_our_steps,
     sample,
+    sum_of_squares,
     summary_rows,
     weights_numpy,
     write_reference,
@@ -184,12 +185,13 @@ def make_reference(repo, data):
                                 weight_decay=WEIGHT_DECAY)
     step = TorchStep(torch_model, optimizer, names)
     reference = {
-        "images1": images1, "labels1": labels1, "images2": images2, "labels2": labels2,
+        "cifar_batch": BATCH,  # the inputs: rows of the shared CIFAR-10 test set
         "lr1": cosine_lr(EPOCH1), "lr2": cosine_lr(EPOCH2), "weight_decay": WEIGHT_DECAY,
         "momentum": MOMENTUM, "logits0": step.logits(images1),
     }
-    reference.update({f"init.{k}": v for k, v in init.items()
-                      if not k.endswith(("ede_k", "ede_t"))})
+    # the initial weights are the official checkpoint's: checked by their sums of squares
+    reference.update(sum_of_squares({k: v for k, v in init.items()
+                                     if not k.endswith(("ede_k", "ede_t"))}))
     for s, epoch, images, labels in ((1, EPOCH1, images1, labels1), (2, EPOCH2, images2, labels2)):
         k, t = ede_constants(log_up, epoch)
         set_torch_ede(torch_model, conv_class, k, t)
@@ -210,15 +212,15 @@ def set_step_state(model, reference, step):
     set_keras_ede(model, float(reference[f"ede_k{step}"]), float(reference[f"ede_t{step}"]))
 
 
-def check(reference):
-    """Our side from the stored reference (what tests/test_parity_official.py does)."""
+def check(reference, checkpoint):
+    """Our side from the stored reference (what tests/test_parity_official.py does), starting
+    from the official ``checkpoint``."""
     tf.keras.backend.clear_session()
     tf.keras.mixed_precision.set_global_policy("float64")
-    model = get_model(CASE)
-    variables = keras_weights(model)
-    for key, value in reference.items():
-        if key.startswith("init."):
-            variables[key[len("init."):]].assign(value.astype(np.float64))
+    model = get_model(CASE, weights=str(checkpoint))
+    for key, value in sum_of_squares(weights_numpy(model)).items():
+        if key in reference and value != float(reference[key]):
+            raise SystemExit(f"{checkpoint} is not the checkpoint of the reference ({key})")
     return run_our_steps(model, reference, lambda m, s: set_step_state(m, reference, s))
 
 
@@ -242,7 +244,7 @@ def main(argv=None):
         print(f"wrote {args.output} ({size / 1e6:.2f} MB)")
         print(f"float32 sign flips (binarized activations, step-1 batch, train mode): "
               f"{sum(flips)} of {total}; per layer {flips}")
-    results = check(read_reference(args.output))
+    results = check(read_reference(args.output, args.data), Path(args.official_repo) / CHECKPOINT)
     print(markdown_table(results))
     worst = max(value for _, value, _, _ in summary_rows(results))
     print(f"max relative difference {worst:.1e} (tolerance {TOLERANCE:g})")

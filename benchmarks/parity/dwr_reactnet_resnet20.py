@@ -51,6 +51,7 @@ from _common import (  # noqa: E402
     read_reference,
     run_our_steps,
     sample,
+    sum_of_squares,
     summary_rows,
     write_reference,
 )
@@ -193,14 +194,13 @@ def make_reference(repo, data):
                                 weight_decay=WEIGHT_DECAY)
     step = TorchStep(torch_model, optimizer, names)
     reference = {
-        "images1": images1, "labels1": labels1, "images2": images2, "labels2": labels2,
+        "cifar_batch": BATCH,  # the inputs: rows of the shared CIFAR-10 test set
         "lr1": cosine_lr(EPOCH1), "lr2": cosine_lr(EPOCH2), "weight_decay": WEIGHT_DECAY,
         "momentum": MOMENTUM, "logits0": step.logits(images1),
         "official_parameters": sum(p.numel() for p in torch_model.parameters()),
     }
     reference["seed"] = np.int64(SEED)
-    reference.update({f"init_sumsq.{k}": float(np.sum(np.square(v, dtype=np.float64)))
-                      for k, v in init.items()})
+    reference.update(sum_of_squares(init))
     for s, images, labels in ((1, images1, labels1), (2, images2, labels2)):
         loss, grads, deltas = step(images, labels, reference[f"lr{s}"])
         reference[f"step{s}.loss"] = loss
@@ -216,9 +216,8 @@ def check(reference):
     model = keras_model("float64")
     init = random_weights({k: v.shape for k, v in keras_weights(model).items()},
                           int(reference["seed"]))
-    for key, value in init.items():
-        stored = float(reference[f"init_sumsq.{key}"])
-        if abs(np.sum(np.square(value, dtype=np.float64)) - stored) > 1e-9 * stored:
+    for key, value in sum_of_squares(init).items():
+        if abs(value - float(reference[key])) > 1e-9 * float(reference[key]):
             raise SystemExit(f"numpy drew different initial weights for {key}")
     assign(model, init)
     return run_our_steps(model, reference, lambda m, s: None)
@@ -246,7 +245,7 @@ def main(argv=None):
               f"{sum(int(np.prod(v.shape)) for v in keras_model('float64').trainable_weights):,}")
         print(f"float32 sign flips (binarized activations, step-1 batch, train mode): "
               f"{sum(flips)} of {total}; per layer {flips}")
-    results = check(read_reference(args.output))
+    results = check(read_reference(args.output, args.data))
     print(markdown_table(results))
     worst = max(value for _, value, _, _ in summary_rows(results))
     print(f"max relative difference {worst:.1e} (tolerance {TOLERANCE:g})")
