@@ -1,20 +1,28 @@
-"""Median train-step time of the adaptive ResNet-20s against the same network with larq's
-plain quantizers, on CPU, in one process.
+"""Median train-step time on CPU, in one process: the adaptive ResNet-20s against the same
+network with larq's plain quantizers, or (``--policy``) every method under a mixed-precision
+policy against float32.
 
     python benchmarks/train_step.py [--batch-size 128] [--rounds 7] [--steps 5] [--json out.json]
-                                    [--inter-op-threads N]
+                                    [--inter-op-threads N] [--policy mixed_bfloat16]
 
-Models: adabin_resnet20, reactnet_resnet20, dybnn_resnet20, each against *the same network*
+Default: adabin_resnet20, reactnet_resnet20, dybnn_resnet20, each against *the same network*
 with larq's plain ``ste_sign`` as input and kernel quantizer (``<name>+ste_sign``: every
 binary conv's AdaBin/RSign/DySign/ReActNet quantizers replaced, activations, BN and shortcuts
 unchanged), so the ratio is the cost of the adaptive quantizers. A reference row,
 ``reactnet_resnet20(method="ste_sign")`` (larq's ``ste_sign`` on inputs and kernels, HardTanh:
 the plain baseline of ``benchmarks/fixed_budget.py``), shows the cost of the whole method,
 quantizers and activations together.
+
+``--policy mixed_bfloat16`` (or ``mixed_float16``): one binary model per method
+(adabin_resnet20, reactnet_resnet20, dybnn_resnet20, dwr_reactnet_resnet20) and the float
+twin float_adabin_resnet20 (the ceiling), each built under the policy and under float32;
+the ratio is float32 step time / policy step time (> 1: the policy is faster). The CPU's
+bfloat16 flags are printed: without AVX512-BF16 or AMX TensorFlow emulates bfloat16.
+
 Each model is compiled (SGD momentum 0.9 + coupled weight decay, as the recipes) and warmed
 up; then ``rounds`` rounds each time ``steps`` ``train_on_batch`` calls per model, models
 interleaved so that load changes on a shared machine hit them alike. Reports the median
-per-step time and the ratio to the baseline.
+per-step time and the ratios.
 """
 
 import argparse
@@ -33,11 +41,15 @@ from larq_adaptive.keras2 import set_random_seed  # noqa: E402
 from larq_adaptive.layers import PaddedQuantConv2D  # noqa: E402
 from larq_adaptive.models import get_model  # noqa: E402
 from larq_adaptive.training import CoupledWeightDecay  # noqa: E402
+from larq_adaptive.training.runtime import BFLOAT16_CPU_FLAGS, bfloat16_cpu_flags  # noqa: E402
 
 ADAPTIVE = {"adabin_resnet20": "all", "reactnet_resnet20": "reactnet", "dybnn_resnet20": "reactnet"}
 PLAIN = "+ste_sign"
 REFERENCE = "plain_ste_sign_resnet20"
 MODELS = [*ADAPTIVE, *(name + PLAIN for name in ADAPTIVE), REFERENCE]
+POLICY_MODELS = {"adabin_resnet20": "all", "reactnet_resnet20": "reactnet",
+                 "dybnn_resnet20": "reactnet", "dwr_reactnet_resnet20": "all",
+                 "float_adabin_resnet20": "all"}
 
 
 def with_ste_sign(model):
@@ -55,7 +67,15 @@ def with_ste_sign(model):
 
 
 def make(name):
-    """(model, weight-decay group) for a benchmark row name."""
+    """(model, weight-decay group) for a benchmark row name (``name@policy``: built under
+    that global policy)."""
+    name, _, policy = name.partition("@")
+    if policy:
+        tf.keras.mixed_precision.set_global_policy(policy)
+        try:
+            return get_model(name), POLICY_MODELS[name]
+        finally:
+            tf.keras.mixed_precision.set_global_policy("float32")
     if name == REFERENCE:
         return get_model("reactnet_resnet20", method="ste_sign"), "all"
     if name.endswith(PLAIN):
@@ -79,31 +99,52 @@ def build(name, batch_size):
     return model, x, y
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--steps", type=int, default=5)
-    parser.add_argument("--json", help="also write the results here")
-    parser.add_argument("--inter-op-threads", type=int, default=0,
-                        help="TensorFlow inter-op threads (0: TensorFlow's default, one per core)")
-    args = parser.parse_args(argv)
-    tf.config.threading.set_inter_op_parallelism_threads(args.inter_op_threads)
-    set_random_seed(0)
-    built = {name: build(name, args.batch_size) for name in MODELS}
-    times = {name: [] for name in MODELS}
+def time_steps(names, args):
+    """Median seconds per ``train_on_batch`` of each model, interleaved rounds."""
+    built = {name: build(name, args.batch_size) for name in names}
+    times = {name: [] for name in names}
     for _ in range(args.rounds):
         for name, (model, x, y) in built.items():
             start = time.perf_counter()
             for _ in range(args.steps):
                 model.train_on_batch(x, y)
             times[name].append((time.perf_counter() - start) / args.steps)
-    medians = {name: statistics.median(samples) for name, samples in times.items()}
+    return {name: statistics.median(samples) for name, samples in times.items()}, times
+
+
+def cpu_line():
+    flags = bfloat16_cpu_flags()
+    if flags is None:
+        return "CPU bfloat16 flags: unknown (no /proc/cpuinfo)"
+    if not flags:
+        return (f"CPU bfloat16 flags: none of {', '.join(BFLOAT16_CPU_FLAGS)}: bfloat16 is "
+                "emulated here, the ratio targets do not apply")
+    return f"CPU bfloat16 flags: {', '.join(flags)}"
+
+
+def compare_policies(args):
+    names = [f"{name}@{policy}" for name in POLICY_MODELS for policy in ("float32", args.policy)]
+    medians, times = time_steps(names, args)
+    print(f"| model | float32 step (ms) | {args.policy} step (ms) | speed-up |")
+    print("|---|---|---|---|")
     results = {}
-    print(f"batch {args.batch_size}, {args.rounds} rounds x {args.steps} steps, "
-          f"{os.cpu_count()} CPU(s), inter-op threads {args.inter_op_threads or 'default'}")
+    for name in POLICY_MODELS:
+        full, reduced = medians[f"{name}@float32"], medians[f"{name}@{args.policy}"]
+        results[name] = {"float32_ms": round(1e3 * full, 1),
+                         f"{args.policy}_ms": round(1e3 * reduced, 1),
+                         "speedup": round(full / reduced, 3),
+                         "samples_ms": {key.partition("@")[2]: [round(1e3 * v, 1) for v in
+                                                                 times[key]]
+                                        for key in names if key.startswith(name + "@")}}
+        print(f"| {name} | {1e3 * full:.1f} | {1e3 * reduced:.1f} | {full / reduced:.2f}x |")
+    return results
+
+
+def compare_quantizers(args):
+    medians, times = time_steps(MODELS, args)
     print("| model | median step (ms) | vs same network + ste_sign | vs plain ste_sign ResNet-20 |")
     print("|---|---|---|---|")
+    results = {}
     for name, median in medians.items():
         plain = medians.get(name + PLAIN)
         ratio = median / plain if plain else None
@@ -113,10 +154,35 @@ def main(argv=None):
                          "samples_ms": [round(1e3 * s, 1) for s in times[name]]}
         twin = f"{ratio:.2f}x" if ratio else "-"
         print(f"| {name} | {1e3 * median:.1f} | {twin} | {median / medians[REFERENCE]:.2f}x |")
+    return results
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--inter-op-threads", type=int, default=0,
+                        help="TensorFlow inter-op threads (0: TensorFlow's default, one per core)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="TensorFlow intra-op threads (0: TensorFlow's default)")
+    parser.add_argument("--policy", choices=("mixed_bfloat16", "mixed_float16"),
+                        help="compare every method under this policy with float32")
+    args = parser.parse_args(argv)
+    tf.config.threading.set_inter_op_parallelism_threads(args.inter_op_threads)
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    set_random_seed(0)
+    print(f"batch {args.batch_size}, {args.rounds} rounds x {args.steps} steps, "
+          f"{os.cpu_count()} CPU(s), intra-op threads {args.threads or 'default'}, "
+          f"inter-op threads {args.inter_op_threads or 'default'}, TensorFlow {tf.__version__}")
+    print(cpu_line())
+    results = compare_policies(args) if args.policy else compare_quantizers(args)
     if args.json:
         with open(args.json, "w") as handle:
             json.dump({"batch_size": args.batch_size, "inter_op_threads": args.inter_op_threads,
-                       "results": results}, handle, indent=2)
+                       "threads": args.threads, "policy": args.policy, "cpu": cpu_line(),
+                       "tensorflow": tf.__version__, "results": results}, handle, indent=2)
     return results
 
 

@@ -165,15 +165,19 @@ class Stopped(Exception):
 @register
 class StopOnSignal(_FromConfig, tf.keras.callbacks.Callback):
     """Ends ``model.fit`` within one training step of a SIGTERM (preemption) or SIGINT
-    (Ctrl-C): the handlers only set a flag; the next batch end raises :class:`Stopped`, so
-    the unfinished epoch is neither logged, checkpointed nor backed up, and a re-run resumes
-    from the last finished epoch as after ``kill -9``. Handlers are installed for the ``fit``
-    (main thread only) and the previous ones restored afterwards."""
+    (Ctrl-C): the handlers only set a flag; the next batch end calls ``before_exit`` (e.g.
+    :meth:`FiniteBackupAndRestore.save_now`: a mid-epoch backup) and raises
+    :class:`Stopped`. The unfinished epoch is neither logged nor checkpointed. Without
+    ``before_exit``, or in an epoch's last batch (whose epoch end, validation and checkpoint
+    a mid-epoch backup would skip), a re-run resumes from the last finished epoch, as after
+    ``kill -9``. Handlers are installed for the ``fit`` (main thread only) and the previous
+    ones restored afterwards."""
 
     SIGNALS = ("SIGTERM", "SIGINT")
 
-    def __init__(self):
+    def __init__(self, before_exit=None):
         super().__init__()
+        self.before_exit = before_exit
         self.received = None
         self._previous = {}
         self._epoch = 0
@@ -194,6 +198,9 @@ class StopOnSignal(_FromConfig, tf.keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         if self.received:
             self._restore()
+            steps = (self.params or {}).get("steps")
+            if self.before_exit is not None and steps and batch + 1 < steps:
+                self.before_exit()
             raise Stopped(self.received, self._epoch, batch)
 
     def on_train_end(self, logs=None):
@@ -212,34 +219,70 @@ class StopOnSignal(_FromConfig, tf.keras.callbacks.Callback):
 class FiniteBackupAndRestore(_FromConfig, tf.keras.callbacks.BackupAndRestore):
     """``BackupAndRestore`` that does not back up an epoch whose loss is NaN/inf, so a
     re-run after ``TerminateOnNaN`` restarts from the last good epoch (the backup is kept
-    when training ends on a NaN). :meth:`epochs_done` reads how many epochs a backup holds."""
+    when training ends on a NaN).
+
+    ``mid_epoch=True``: it also records the batch, so that :meth:`save_now` (e.g. on
+    SIGTERM, see :class:`StopOnSignal`) backs up in the middle of an epoch and a re-run
+    continues at the next step (Keras' step-based ``save_freq`` machinery; no periodic
+    saves, only at epoch ends and on request). Not for multi-worker runs: a backup is a
+    collective operation, and a signal reaches one worker. :meth:`resume_position` reads
+    where a backup continues."""
+
+    NEVER = 2 ** 62  # a step-based save_freq that never triggers a periodic save
+
+    def __init__(self, backup_dir, save_freq="epoch", delete_checkpoint=True, mid_epoch=False):
+        super().__init__(backup_dir, save_freq=self.NEVER if mid_epoch else save_freq,
+                         delete_checkpoint=delete_checkpoint)
+        self.mid_epoch = bool(mid_epoch)
 
     def get_config(self):
-        return {"backup_dir": self.backup_dir, "save_freq": self.save_freq,
-                "delete_checkpoint": self.delete_checkpoint}
+        return {"backup_dir": self.backup_dir, "delete_checkpoint": self.delete_checkpoint,
+                "mid_epoch": self.mid_epoch,
+                "save_freq": "epoch" if self.mid_epoch else self.save_freq}
 
     def on_train_begin(self, logs=None):
         self.saw_nan = False
         super().on_train_begin(logs)
+        state, steps = self._training_state, (self.params or {}).get("steps")
+        if self.mid_epoch and steps and int(state._ckpt_saved_epoch.numpy()) >= 0 and int(
+                state._ckpt_saved_batch.numpy()) < 0:  # an epoch-end backup without a batch
+            state._ckpt_saved_batch.assign(steps - 1)  # Keras: continue at the next epoch
 
     def on_epoch_end(self, epoch, logs=None):
-        if _finite(logs):
-            super().on_epoch_end(epoch, logs)
-        else:
+        if not _finite(logs):
             self.saw_nan = True
+        elif self.mid_epoch:  # the recorded batch is the epoch's last: resumes at epoch + 1
+            self._backup(epoch)
+        else:
+            super().on_epoch_end(epoch, logs)
+
+    def save_now(self):
+        """Back up the state after the batch that just ended (``mid_epoch=True``)."""
+        if not self.mid_epoch:
+            raise ValueError("save_now needs FiniteBackupAndRestore(mid_epoch=True)")
+        self._backup(self._current_epoch)
 
     @staticmethod
-    def epochs_done(backup_dir):
-        """The number of finished epochs the backup in ``backup_dir`` holds (0 if none), read
-        from the checkpoint itself (its ``ckpt_saved_epoch``): where a re-run continues, known
-        before ``fit`` (e.g. to start the input pipeline there)."""
+    def resume_position(backup_dir, steps_per_epoch):
+        """``(epoch, step)`` (0-based) where a re-run continues from the backup in
+        ``backup_dir`` ((0, 0) if none), read from the checkpoint itself: known before
+        ``fit`` (e.g. to start the input pipeline there)."""
         for folder in (Path(backup_dir) / "chief", Path(backup_dir)):
             latest = folder.is_dir() and tf.train.latest_checkpoint(str(folder))
             if latest:
                 reader = tf.train.load_checkpoint(latest)
-                keys = [k for k in reader.get_variable_to_shape_map() if "ckpt_saved_epoch" in k]
-                return max(0, int(reader.get_tensor(keys[0])) + 1) if keys else 0
-        return 0
+                saved = {}
+                for key in reader.get_variable_to_shape_map():
+                    for name in ("ckpt_saved_epoch", "ckpt_saved_batch"):
+                        if key.startswith(name + "/"):
+                            saved[name] = int(reader.get_tensor(key))
+                epoch, batch = saved.get("ckpt_saved_epoch", -1), saved.get("ckpt_saved_batch", -1)
+                if epoch < 0:
+                    return 0, 0
+                if batch < 0 or batch >= steps_per_epoch - 1:  # an epoch-end backup
+                    return epoch + 1, 0
+                return epoch, batch + 1
+        return 0, 0
 
     def on_train_end(self, logs=None):
         if not self.saw_nan:

@@ -30,6 +30,13 @@ def _kernel_axes(w):
     return list(range(w.shape.rank - 1))
 
 
+def _at_least_float32(x):
+    """``x`` as float32 if it is float16/bfloat16 (a mixed-precision read of a kernel), else
+    unchanged (float32, float64): per-channel statistics and the EDE's ``tanh(t W)`` are
+    computed at least in float32. Kernels are small, so the cast costs nothing measurable."""
+    return tf.cast(x, tf.float32) if x.dtype in (tf.float16, tf.bfloat16) else x
+
+
 @register
 class AdaBinWeightQuantizer(lq.quantizers.Quantizer):
     r"""AdaBin weight binarizer (kernel_quantizer), per output channel ``o``:
@@ -44,6 +51,9 @@ class AdaBinWeightQuantizer(lq.quantizers.Quantizer):
     argument, the center and the distance. The sign's backward is IR-Net's EDE
     ``k t (1 - tanh^2(t u))`` with ``k`` and ``t`` held in non-trainable variables
     (``ede_k``, ``ede_t``) that :class:`larq_adaptive.callbacks.EDESchedule` updates.
+    Under a float16/bfloat16 policy the statistics and the EDE are computed in float32 (a
+    bfloat16 standard deviation of a near-constant filter can be off by far more than its
+    value) and only ``q(W)``, two levels per filter, is cast to the compute dtype.
 
     # Arguments
         k, t: initial EDE constants (official layer defaults: k=10, t=0.1, so k t = 1).
@@ -76,13 +86,10 @@ class AdaBinWeightQuantizer(lq.quantizers.Quantizer):
         )
 
     def call(self, inputs):
-        center, distance = self.statistics(inputs)
-        signs = ede_sign(
-            (inputs - center) / distance,
-            tf.cast(self.k, inputs.dtype),
-            tf.cast(self.t, inputs.dtype),
-        )
-        return distance * signs + center
+        w = _at_least_float32(inputs)
+        center, distance = self.statistics(w)
+        signs = ede_sign((w - center) / distance, tf.cast(self.k, w.dtype), tf.cast(self.t, w.dtype))
+        return tf.cast(distance * signs + center, inputs.dtype)
 
     def get_config(self):
         return {**super().get_config(), "k": self.k_init, "t": self.t_init}
@@ -101,6 +108,10 @@ class AdaBinActivationQuantizer(lq.quantizers.Quantizer):
     \[ \partial_x q = P'(u), \quad \partial_\beta q = \alpha - P'(u), \quad
        \partial_\alpha q = \operatorname{sign}(u) + \beta - u P'(u). \]
 
+    Under a float16/bfloat16 policy the element-wise math runs in the compute dtype and the
+    gradients of ``alpha`` and ``beta`` (sums over the whole activation) are accumulated and
+    returned in float32.
+
     # Arguments
         alpha_init, beta_init: initial values of the scalar weights ``alpha`` and ``beta``.
     """
@@ -113,18 +124,21 @@ class AdaBinActivationQuantizer(lq.quantizers.Quantizer):
         self.beta_init = float(beta_init)
 
     def build(self, input_shape):
+        # Read in their own dtype under a mixed policy (no autocast): the float32 scalars
+        # enter the fused backward, which returns their gradients in float32.
         self.alpha = self.add_weight(
-            name="alpha", shape=(), initializer=tf.keras.initializers.Constant(self.alpha_init)
+            name="alpha", shape=(), initializer=tf.keras.initializers.Constant(self.alpha_init),
+            experimental_autocast=False,
         )
         self.beta = self.add_weight(
-            name="beta", shape=(), initializer=tf.keras.initializers.Constant(self.beta_init)
+            name="beta", shape=(), initializer=tf.keras.initializers.Constant(self.beta_init),
+            experimental_autocast=False,
         )
         super().build(input_shape)
 
     def call(self, inputs):
-        alpha = tf.cast(self.alpha, inputs.dtype)
-        beta = tf.cast(self.beta, inputs.dtype)
-        return adabin_activation_sign(inputs, alpha, beta)
+        return adabin_activation_sign(inputs, _at_least_float32(tf.convert_to_tensor(self.alpha)),
+                                      _at_least_float32(tf.convert_to_tensor(self.beta)))
 
     def get_config(self):
         return {**super().get_config(), "alpha_init": self.alpha_init, "beta_init": self.beta_init}
@@ -201,13 +215,14 @@ class ReActNetWeightQuantizer(lq.quantizers.Quantizer):
     \[ q(W_o) = \operatorname{mean}|W_o| \cdot \operatorname{sign}(W_o)
        \text{ (scale detached)}, \qquad \partial_W q = 1_{|W| \le 1} \]
 
-    The gradient is not scaled (larq's ``magnitude_aware_sign`` scales it).
+    The gradient is not scaled (larq's ``magnitude_aware_sign`` scales it). The scale is
+    computed in float32 under a float16/bfloat16 policy.
     """
 
     precision = 1
 
     def call(self, inputs):
-        return channel_scaled_sign(inputs)
+        return tf.cast(channel_scaled_sign(_at_least_float32(inputs)), inputs.dtype)
 
 
 @register

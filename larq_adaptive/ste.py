@@ -40,20 +40,29 @@ def adabin_activation_sign(x, alpha, beta):
     ``alpha * (approx_sign((x - beta) / alpha) + beta)``; writing it out skips the full-size
     negations, divisions and broadcasts that automatic differentiation emits for the scalar
     ``alpha`` and ``beta`` (docs/training.md, "Train-step time"). ``alpha`` and ``beta`` are
-    scalars.
+    scalars; they may be wider than ``x`` (float32 for a float16/bfloat16 ``x``): the
+    element-wise math runs in ``x``'s dtype, and their gradients are accumulated per channel
+    in ``x``'s dtype (TensorFlow sums reduced-precision tensors in float32), then across
+    channels in theirs, and returned in their dtype.
     """
-    u = (x - beta) / alpha
+    a, b = tf.cast(alpha, x.dtype), tf.cast(beta, x.dtype)
+    u = (x - b) / a
     signs = lq.math.sign(u)
+
+    def total(t):
+        """Sum of ``t`` in ``alpha``'s dtype: per channel first (a small vector)."""
+        per_channel = tf.reduce_sum(t, axis=list(range(t.shape.rank - 1)))
+        return tf.reduce_sum(tf.cast(per_channel, alpha.dtype))
 
     def grad(dy):
         slope = tf.nn.relu(2.0 - 2.0 * tf.math.abs(u))
         dx = dy * slope
-        sum_dy = tf.reduce_sum(dy)
-        d_alpha = tf.reduce_sum(dy * signs - dx * u) + beta * sum_dy
-        d_beta = alpha * sum_dy - tf.reduce_sum(dx)
+        sum_dy = total(dy)
+        d_alpha = total(dy * signs - dx * u) + beta * sum_dy
+        d_beta = alpha * sum_dy - total(dx)
         return dx, d_alpha, d_beta
 
-    return alpha * (signs + beta), grad
+    return a * (signs + b), grad
 
 
 @tf.custom_gradient

@@ -249,7 +249,10 @@ def test_nan_loss_exits_1_and_keeps_the_last_good_checkpoint(tiny_data, tmp_path
     assert not (out / "model.keras").exists()
 
 
-def test_mixed_precision_trains(tiny_data, tmp_path):
+@pytest.mark.parametrize("flag,dtype", [(["--mixed-precision"], "float16"),
+                                        (["--mixed-precision", "float16"], "float16"),
+                                        (["--mixed-precision", "bfloat16"], "bfloat16")])
+def test_mixed_precision_trains(tiny_data, tmp_path, flag, dtype):
     seen = {}
 
     class Dtypes(tf.keras.callbacks.Callback):
@@ -257,21 +260,32 @@ def test_mixed_precision_trains(tiny_data, tmp_path):
             seen["conv"] = self.model.get_layer("bconv").compute_dtype
             seen["head"] = self.model.get_layer("logits").compute_dtype
 
-    assert main(_args(tiny_data, tmp_path / "run", "--mixed-precision"),
-                extra_callbacks=[Dtypes()]) == 0
-    assert seen == {"conv": "float16", "head": "float32"}
+    assert main(_args(tiny_data, tmp_path / "run", *flag), extra_callbacks=[Dtypes()]) == 0
+    assert seen == {"conv": dtype, "head": "float32"}
     assert tf.keras.mixed_precision.global_policy().name == "float32"
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["mixed_precision"] == dtype
 
 
-def test_export_tflite_after_two_step_mixed_precision_training(tiny_data, tmp_path, capsys):
+@pytest.mark.parametrize("policy", ["float16", "bfloat16"])
+def test_export_tflite_after_two_step_mixed_precision_training(tiny_data, tmp_path, capsys,
+                                                                policy):
     """--export-tflite freezes the two-step switch, rebuilds float32 and reports LceBconv2d."""
     path = tmp_path / "model.tflite"
     argv = _args(tiny_data, tmp_path / "run", "--recipe", "reactnet_cifar", "--mixed-precision",
-                 "--export-tflite", str(path), epochs=2, steps=1)
+                 policy, "--export-tflite", str(path), epochs=2, steps=1)
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "1/1 binary convs are LceBconv2d" in out and "LceBconv2d" in out
     assert path.stat().st_size > 0
+
+
+def test_a_run_of_the_bare_mixed_precision_switch_resumes(tiny_data, tmp_path):
+    """config.json of earlier versions recorded the bare switch as true: same run."""
+    out = tmp_path / "run"
+    assert main(_args(tiny_data, out, "--mixed-precision")) == 0
+    config = json.loads((out / "config.json").read_text())
+    (out / "config.json").write_text(json.dumps({**config, "mixed_precision": True}))
+    assert main(_args(tiny_data, out, "--mixed-precision", "float16")) == 0
 
 
 def test_distillation_from_a_saved_teacher(tiny_data, tmp_path, capsys):
@@ -354,6 +368,8 @@ def test_bad_inputs_exit_2_with_one_line(tiny_data, tmp_path, capsys):
     (["--lr", "0"], ["--lr", "> 0"]),
     (["--weight-decay=-1e-4"], ["--weight-decay"]),
     (["--recipe", "reactnet_cifar", "--epochs", "1"], ["learning rate 0", "--epochs 2"]),
+    (["--threads=-1"], ["--threads", ">= 0"]),
+    (["--inter-op-threads=-2"], ["--inter-op-threads", ">= 0"]),
 ])
 def test_hostile_flag_values_exit_2(tiny_data, tmp_path, capsys, flags, words):
     out = tmp_path / "run"
@@ -497,6 +513,14 @@ def test_pad_values_flag_reaches_the_model_and_the_lce_file(tiny_data, tmp_path,
         (0, 1)]
 
 
+@pytest.mark.parametrize("value", ["int8", "float32", "bf16"])
+def test_bad_mixed_precision_exits_2_with_one_line(value, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--mixed-precision", value])
+    assert exit_info.value.code == 2
+    _one_error_line(capsys, "--mixed-precision", "bfloat16")
+
+
 @pytest.mark.parametrize("value", ["2", "0.5", "-1", "one"])
 def test_bad_pad_values_exit_2_with_one_line(value, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -540,3 +564,27 @@ def test_default_run_is_the_make_train_job(tmp_path, subprocess_env):
     assert float(accuracy.split("accuracy:")[1].split()[0]) > 0.5
     assert "Model size" in result.stdout
     print(f"default run: {time.time() - start:.0f} s, {accuracy}")
+
+
+THREADS = """
+import sys
+import larq_adaptive
+import tensorflow as tf
+from conftest import register_tiny_model
+register_tiny_model()
+from larq_adaptive.training.cli import main
+status = main(sys.argv[1:])
+print("THREADS", tf.config.threading.get_intra_op_parallelism_threads(),
+      tf.config.threading.get_inter_op_parallelism_threads(), status)
+"""
+
+
+def test_thread_flags_set_tensorflows_pools(tiny_data, tmp_path, subprocess_env):
+    argv = _args(tiny_data, tmp_path / "run", "--threads", "1", "--inter-op-threads", "2")
+    result = subprocess.run([sys.executable, "-c", THREADS, *argv], capture_output=True,
+                            text=True, env=subprocess_env, timeout=600)
+    assert "THREADS 1 2 0" in result.stdout, result.stderr[-2000:]
+    assert "ignored" not in result.stdout
+    # the flags only change speed: the same run resumes with other values
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert "threads" not in config and "inter_op_threads" not in config

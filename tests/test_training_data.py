@@ -72,6 +72,37 @@ def test_folder_order_equals_in_ram_order_and_follows_the_seed(tmp_path):
         np.testing.assert_array_equal(y.numpy(), z.numpy())
 
 
+def test_small_folders_are_decoded_once_into_ram_and_give_the_same_stream(tmp_path):
+    """CIFAR-sized class folders are decoded once (not every epoch); the training stream is
+    the same, batch for batch, as decoding the files on the fly. Too large for the budget, of
+    mixed sizes, or with a file the decoder rejects: streamed from disk as before."""
+    images, labels = _images(24), np.arange(24) % 2
+    folder = _folder(tmp_path / "f", images, labels)
+    files, folder_labels, _, _ = data.list_image_folder(folder)
+    on_disk = pipeline.Source("files", files, folder_labels, 2)
+    lines = []
+    in_ram = pipeline.decoded_in_memory(on_disk, log=lines.append)
+    assert in_ram.kind == "arrays" and in_ram.x.shape == (24, 8, 8, 3) and in_ram.x.dtype == np.uint8
+    assert len(lines) == 1 and "decoded the 24 training images" in lines[0]
+
+    def stream(source):
+        dataset = pipeline.make_dataset(source, (8, 8), 4, training=True, repeat=True, seed=3,
+                                        start_step=5)
+        return list(dataset.take(12).as_numpy_iterator())  # two epochs from step 5
+
+    for (a, y), (b, z) in zip(stream(on_disk), stream(in_ram)):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(y, z)
+    assert pipeline.decoded_in_memory(on_disk, max_bytes=24 * 8 * 8 * 3 - 1) is on_disk
+    mixed = _folder(tmp_path / "m", _images(2), [0, 1])
+    (mixed / "a" / "big.png").write_bytes(tf.io.encode_png(_images(1, (9, 9))[0]).numpy())
+    files, mixed_labels, _, _ = data.list_image_folder(mixed)
+    mixed_source = pipeline.Source("files", files, mixed_labels, 2)
+    assert pipeline.decoded_in_memory(mixed_source, log=lines.append) is mixed_source
+    (mixed / "a" / "big.png").write_bytes(b"\xff\xd8\xff\xe0" + b"\x13" * 300 + b"\xff\xd9")
+    assert pipeline.decoded_in_memory(mixed_source, log=lines.append) is mixed_source
+
+
 def test_training_shuffle_holds_indices_names_or_encoded_records():
     """What the shuffle buffer holds is small whatever the dataset: int64 indices (arrays,
     files) or encoded strings (tfds records); nothing decoded."""

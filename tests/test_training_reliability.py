@@ -3,6 +3,7 @@ file, and stops cleanly on SIGTERM/SIGINT so that the same command continues it.
 
 import csv
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -210,14 +211,22 @@ def test_a_signal_stops_within_a_step_and_the_same_command_continues(
     assert done == list(range(len(done))) and 2 <= len(done) < 12
     assert _checkpoints(out) == [f"epoch_{e:03d}.weights.h5" for e in range(1, len(done) + 1)]
     assert not (out / "model.keras").exists()
-    # the same command continues at the interrupted epoch: every epoch logged once
+    stopped = re.search(r"in epoch (\d+) \(batch (\d+)\)", lines[0])
+    epoch, batch = int(stopped.group(1)), int(stopped.group(2))
+    assert epoch == len(done) + 1
+    # the same command continues at the interrupted step (a signal in an epoch's last step:
+    # at the next epoch, after its end-of-epoch work); every epoch logged once
     result = subprocess.run([sys.executable, "-c", RUN_MAIN, *argv], env=subprocess_env,
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
+    if batch < 40:
+        assert f"continuing from its backup at epoch {epoch}, step {batch + 1} of 40" in \
+            result.stdout, result.stdout[-2000:]
     assert [int(row["epoch"]) for row in _logged(out)] == list(range(12))
     # the resumed run sees the same batches (position-indexed data): the same weights
     resumed = lqa.load_model(out / "model.keras").get_weights()
     worst = max(float(np.max(np.abs(a - b))) for a, b in zip(resumed, uninterrupted))
     assert worst == 0.0, worst
-    print(f"{name}: stopped {stop_seconds:.2f} s after the signal, after {len(done)} epochs; "
+    print(f"{name}: stopped {stop_seconds:.2f} s after the signal, in epoch {epoch} after "
+          f"step {batch}; "
           f"resumed run vs uninterrupted: max |difference| {worst}")

@@ -28,7 +28,7 @@ from larq_adaptive.models import available_models, get_model, model_entry
 from larq_adaptive.quantizers import SwitchableQuantizer
 from larq_adaptive.saving import read_metadata, replace_atomically, save_model
 from larq_adaptive.introspect import iter_quantizers
-from larq_adaptive.training import pipeline
+from larq_adaptive.training import pipeline, runtime
 from larq_adaptive.training.distillation import Distiller
 from larq_adaptive.training.recipes import RECIPES, available_recipes, get_recipe, learning_rate
 from larq_adaptive.training.stages import CoupledWeightDecay, NaNLoss, run_stages
@@ -39,7 +39,7 @@ DEFAULT_MODEL = "adabin_resnet20"
 DIGITS_DEFAULTS = {"epochs": 8, "batch_size": 64}
 # Flags that do not change what is trained (may differ when resuming).
 RUN_ONLY_FLAGS = ("resume", "overwrite", "verbose", "output_dir", "export_tflite",
-                  "keep_checkpoints")
+                  "keep_checkpoints", "threads", "inter_op_threads")
 SIGNAL_EXIT = {"SIGTERM": 143, "SIGINT": 130}  # 128 + signal number, as a shell reports it
 
 
@@ -107,7 +107,15 @@ def build_parser():
     add("--overwrite", action="store_true", help="delete an existing run in --output-dir")
     add("--seed", type=int, default=0)
     add("--strategy", choices=("default", "mirrored", "multiworker"), default="default")
-    add("--mixed-precision", action="store_true", help="mixed_float16 with a float32 head")
+    add("--mixed-precision", nargs="?", const="float16", choices=tuple(runtime.POLICIES),
+        help="train under Keras' mixed_float16 or mixed_bfloat16 policy (bare flag: float16): "
+        "convolutions and activations in 16 bits, variables, quantizer statistics, the head "
+        "and the loss in float32. bfloat16 pays off on CPUs with AVX512-BF16 or AMX only "
+        "(a note says so on others)")
+    add("--threads", type=int, metavar="N", help="TensorFlow intra-op threads (default or "
+        "0: TensorFlow's, one per core; measured fastest, docs/training.md)")
+    add("--inter-op-threads", type=int, metavar="N", help="TensorFlow inter-op threads "
+        "(default or 0: TensorFlow's, one per core)")
     add("--steps-per-epoch", type=int, help="limit the steps of each epoch (smoke runs)")
     add("--validation-freq", type=int, default=1, help="validate every N epochs (0: never)")
     add("--verbose", type=int, choices=(0, 1, 2), default=1, help="1: progress bar")
@@ -135,8 +143,10 @@ def resolve(args):
         args.batch_size = defaults.get("batch_size") or recipe.batch_size
     args.lr = args.lr if args.lr is not None else recipe.learning_rate
     args.optimizer = args.optimizer or recipe.optimizer
-    if args.keep_checkpoints < 0:
-        raise UsageError(f"--keep-checkpoints must be >= 0, got {args.keep_checkpoints}")
+    for flag in ("keep_checkpoints", "threads", "inter_op_threads"):
+        value = getattr(args, flag)
+        if value is not None and value < 0:
+            raise UsageError(f"--{flag.replace('_', '-')} must be >= 0, got {value}")
     for flag in ("epochs", "batch_size", "steps_per_epoch"):
         value = getattr(args, flag)
         if value is not None and value < 1:
@@ -184,6 +194,8 @@ def prepare_output_dir(args):
             raise UsageError(f"output dir {out} is not empty and holds no run; pass --overwrite "
                              "or another --output-dir")
         old = json.loads(config_file.read_text())
+        if isinstance(old.get("mixed_precision"), bool):  # runs of 0.x: a bare switch
+            old["mixed_precision"] = "float16" if old["mixed_precision"] else None
         changed = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k)
                          and (k in old or config[k]))  # a flag added since: default is same
         if changed:
@@ -336,6 +348,8 @@ def run(args, extra_callbacks=()):
     pipeline.DataError or NaNLoss."""
     recipe = resolve(args)
     stages = stages_of(recipe, args)
+    if not runtime.set_threads(args.threads, args.inter_op_threads):
+        print("note: --threads/--inter-op-threads ignored: TensorFlow was already running")
     strategy = make_strategy(args.strategy)  # first: collective ops are set up at startup
     out = Path(args.output_dir)
     chief = is_chief(strategy)
@@ -352,7 +366,10 @@ def run(args, extra_callbacks=()):
     set_random_seed(args.seed)
     policy = tf.keras.mixed_precision.global_policy()
     if args.mixed_precision:
-        tf.keras.mixed_precision.set_global_policy("mixed_float16")
+        tf.keras.mixed_precision.set_global_policy(runtime.POLICIES[args.mixed_precision])
+        note = runtime.bfloat16_note() if args.mixed_precision == "bfloat16" else None
+        if note:
+            log(note)
     try:
         return _run(args, recipe, stages, strategy, out, write_dir, log, extra_callbacks)
     except (UsageError, pipeline.DataError):  # raised while setting up, before any epoch
@@ -377,6 +394,7 @@ def _run(args, recipe, stages, strategy, out, write_dir, log, extra_callbacks):
     train_source, val_source = pipeline.load_sources(
         args.dataset, args.data_dir, args.val_data_dir, args.tfds_data_dir, image_size, args.seed,
         skip_corrupt=args.skip_corrupt, log=log)
+    train_source = pipeline.decoded_in_memory(train_source, log=log)
     num_classes = train_source.num_classes
     if len(train_source) < args.batch_size and not args.steps_per_epoch:
         raise UsageError(f"only {len(train_source)} training images for batch size "
@@ -386,12 +404,11 @@ def _run(args, recipe, stages, strategy, out, write_dir, log, extra_callbacks):
                   bool(args.data_dir), seed=args.seed)
     steps_per_epoch = args.steps_per_epoch or len(train_source) // args.batch_size
 
-    def train_data(epochs_done):
-        """The training stream from the first step after ``epochs_done`` epochs: a resumed
-        stage sees exactly the batches an uninterrupted one would (same seed)."""
+    def train_data(steps_done):
+        """The training stream from the step after ``steps_done``: a resumed stage sees
+        exactly the batches an uninterrupted one would (same seed)."""
         data = pipeline.make_dataset(train_source, batch_size=args.batch_size, training=True,
-                                     repeat=True, start_step=epochs_done * steps_per_epoch,
-                                     **common)
+                                     repeat=True, start_step=steps_done, **common)
         return shard_by_data(data) if multiworker else data
 
     val_data = pipeline.make_dataset(val_source, batch_size=args.batch_size, training=False,
@@ -413,7 +430,7 @@ def _run(args, recipe, stages, strategy, out, write_dir, log, extra_callbacks):
         "loss": tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         "weight_decay": decay, "steps_per_epoch": steps_per_epoch,
         "validation_freq": args.validation_freq or None, "verbose": args.verbose,
-        "keep_checkpoints": args.keep_checkpoints,
+        "keep_checkpoints": args.keep_checkpoints, "mid_epoch_backup": not multiworker,
         "describe": lambda stage_dir: write_summary(student, stage_dir / "summary.txt"),
     }
     if not args.validation_freq:

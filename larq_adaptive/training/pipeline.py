@@ -10,6 +10,7 @@ model's registered preprocessing (:func:`larq_adaptive.preprocessing.normalize`)
 """
 
 import dataclasses
+import time
 import os
 import urllib.request
 from pathlib import Path
@@ -236,6 +237,39 @@ RECORD_SHUFFLE_BUFFER = 10_000
 # Evaluation images of a file/tfds source are cached after decoding (float32 at the model's
 # size) only below this: CIFAR's 10,000 test images (120 MB) are, ImageNet's 50,000 are not.
 EVAL_CACHE_BYTES = 1e9
+
+
+# Training images of a class-folder source are decoded once into RAM (uint8) below this:
+# CIFAR-10's 50,000 (154 MB) are, ImageNet's are not.
+TRAIN_DECODED_BYTES = 1e9
+
+
+def decoded_in_memory(source, log=print, max_bytes=TRAIN_DECODED_BYTES):
+    """``source`` with its image files decoded once into a uint8 array (an "arrays" source)
+    when they all have one shape and fit in ``max_bytes``, so that small (CIFAR-sized) folders
+    are not read and decoded again every epoch; the training stream is the same, batch for
+    batch. Anything else (other kinds, too large, mixed sizes, a file the decoder rejects:
+    handled as before) is returned unchanged."""
+    if source.kind != "files" or not len(source):
+        return source
+    start = time.time()
+    decoded = tf.data.Dataset.from_tensor_slices(source.x).map(
+        lambda path: _decode(tf.io.read_file(path)), num_parallel_calls=AUTOTUNE,
+        deterministic=True)
+    try:
+        first = _decode(tf.io.read_file(source.x[0]))
+        if first.shape.num_elements() * len(source) > max_bytes:
+            return source
+        images = np.empty((len(source), *first.shape), np.uint8)
+        for index, image in enumerate(decoded.as_numpy_iterator()):
+            if image.shape != images.shape[1:]:
+                return source
+            images[index] = image
+    except tf.errors.InvalidArgumentError:
+        return source
+    log(f"decoded the {len(source)} training images into RAM once ({images.nbytes / 1e6:.0f} MB, "
+        f"{time.time() - start:.1f} s): epochs read them from there")
+    return Source("arrays", images, source.labels, source.num_classes)
 
 
 def _decode(image):

@@ -6,7 +6,8 @@ and its own ``stage_k/`` folder: ``log.csv``, TensorBoard ``logs/``, ``checkpoin
 (the weights of the last ``keep_checkpoints`` finished epochs and of the best one),
 ``summary.txt`` (what the stage trains: real-valued
 kernels in stage 1 of two-step training), ``backup/`` (``BackupAndRestore``: a re-run after a
-crash or ``kill -9`` continues at the interrupted epoch) and ``final.weights.h5``.
+crash or ``kill -9`` continues at the interrupted epoch, after SIGTERM/SIGINT at the
+interrupted step) and ``final.weights.h5``.
 ``state.json`` in the run folder records the finished stages.
 """
 
@@ -109,11 +110,13 @@ def stage_callbacks(stage, stage_dir, plan, student, guard, extra=(), write_dir=
     ]
     if plan["ede"]:
         callbacks.append(lqa_callbacks.EDESchedule(epochs))
+    mid_epoch = plan.get("mid_epoch_backup", False)
+    backup = lqa_callbacks.FiniteBackupAndRestore(str(stage_dir / "backup"), mid_epoch=mid_epoch)
     callbacks += [
         tf.keras.callbacks.TerminateOnNaN(),
         guard,
-        lqa_callbacks.StopOnSignal(),
-        lqa_callbacks.FiniteBackupAndRestore(str(stage_dir / "backup")),
+        lqa_callbacks.StopOnSignal(before_exit=backup.save_now if mid_epoch else None),
+        backup,
         lqa_callbacks.FiniteCheckpoint(
             write_dir / "checkpoints" / "epoch_{epoch:03d}.weights.h5", model=student,
             keep=plan.get("keep_checkpoints", 0),
@@ -136,10 +139,12 @@ def run_stages(model, student, stages, plan, run_dir, strategy, train_data, val_
 
     ``plan``: dict with ``optimizer``, ``lr``, ``schedule``, ``ede``, ``loss`` (Keras loss),
     ``weight_decay`` (:class:`CoupledWeightDecay` or None), ``steps_per_epoch``,
-    ``validation_freq``, ``verbose`` and optionally ``keep_checkpoints`` (0: every epoch) and
+    ``validation_freq``, ``verbose`` and optionally ``keep_checkpoints`` (0: every epoch),
+    ``mid_epoch_backup`` (SIGTERM/SIGINT back up the interrupted epoch too, see
+    :class:`~larq_adaptive.callbacks.FiniteBackupAndRestore`; not multi-worker) and
     ``describe`` (called with the stage folder
     once the stage's binary-weight switches are set, e.g. to write its summary). Finished stages (``state.json``) are skipped and their
-    final weights loaded. ``train_data``: a dataset, or a function of the number of epochs
+    final weights loaded. ``train_data``: a dataset, or a function of the number of steps
     already done (a resumed stage's backup) returning the dataset that starts there. Returns
     the list of per-stage ``History.history`` dicts (plus
     ``"epoch"``: the 1-based epoch numbers run in this call; None for a skipped stage).
@@ -177,9 +182,14 @@ def run_stages(model, student, stages, plan, run_dir, strategy, train_data, val_
                 loss=plan["loss"],
                 metrics=[tf.keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
             )
-        backup = stage_dir / "backup"
-        data = train_data(lqa_callbacks.FiniteBackupAndRestore.epochs_done(backup)) if callable(
-            train_data) else train_data
+        data = train_data
+        if callable(train_data):
+            epoch, step = lqa_callbacks.FiniteBackupAndRestore.resume_position(
+                stage_dir / "backup", plan["steps_per_epoch"])
+            if epoch or step:
+                log(f"stage {index}: continuing from its backup at epoch {epoch + 1}, "
+                    f"step {step + 1} of {plan['steps_per_epoch']}")
+            data = train_data(epoch * plan["steps_per_epoch"] + step)
         history = model.fit(
             data,
             epochs=stage.epochs,

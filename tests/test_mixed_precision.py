@@ -1,0 +1,159 @@
+"""bfloat16 / float16 mixed precision: every method trains, the 16-bit math stays on the fast
+path (16-bit convolutions, no full-size casts), the numerically delicate parts stay float32,
+and the train.py flag, export and loading work after bfloat16 training."""
+
+import collections
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import larq_adaptive as lqa
+from larq_adaptive.models import get_model
+from larq_adaptive.training import runtime
+
+from test_training_core import fit_and_check
+
+# One binary model per method (DWR: its IR-Net-style ReActNet ResNet-20).
+METHOD_MODELS = ["adabin_resnet20", "reactnet_resnet20", "dybnn_resnet20", "dwr_reactnet_resnet20"]
+
+
+def _bf16(values):
+    """float64 -> the nearest bfloat16 -> float64 (the oracle's inputs)."""
+    return tf.cast(tf.cast(values, tf.bfloat16), tf.float64).numpy()
+
+
+def test_every_method_layer_trains_under_bfloat16(every_method_model):
+    tf.keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    model = every_method_model()
+    assert model.get_layer("adabin_conv").compute_dtype == "bfloat16"
+    assert model.output.dtype == tf.float32
+    fit_and_check(model)
+
+
+# dybnn_resnet20's stage-1 hyper-functions have one hidden unit (16 channels // 16), a ReLU
+# that is dead at initialisation for about half of them (the pooled inputs are all positive),
+# in float32 as in bfloat16; with a linear hidden layer every variable gets a gradient.
+BUILDER_KWARGS = {"dybnn_resnet20": {"hidden_activation": None}}
+
+
+@pytest.mark.parametrize("name", METHOD_MODELS)
+def test_registered_models_train_every_variable_under_bfloat16(name):
+    tf.keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    model = get_model(name, **BUILDER_KWARGS.get(name, {}))
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(24, 32, 32, 3)).astype(np.float32)
+    y = rng.integers(0, 10, size=24)
+    model.compile(tf.keras.optimizers.Adam(1e-2),
+                  tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    before = [w.numpy().copy() for w in model.trainable_weights]
+    history = model.fit(x, y, batch_size=4, epochs=1, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
+    assert all(w.dtype == tf.float32 for w in model.trainable_weights)
+    unchanged = [w.name for w, b in zip(model.trainable_weights, before)
+                 if np.array_equal(b, w.numpy())]
+    assert not unchanged, f"variables not trained under bfloat16: {unchanged}"
+
+
+def _train_step_ops(model, batch=4):
+    """Every op of ``model``'s traced train step (nested functions included)."""
+    model.compile(tf.keras.optimizers.SGD(0.01),
+                  tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    spec = (tf.TensorSpec((batch, *model.input_shape[1:])), tf.TensorSpec((batch,), tf.int64))
+    graph = tf.function(model.train_step).get_concrete_function(spec).graph
+
+    def ops(g):
+        found = list(g.get_operations())
+        for function in getattr(g, "_functions", {}).values():
+            if hasattr(function, "graph"):
+                found += ops(function.graph)
+        return found
+
+    return ops(graph)
+
+
+@pytest.mark.parametrize("name", METHOD_MODELS)
+def test_binary_models_stay_on_the_bfloat16_path(name):
+    """Every convolution (forward and both backward ops) runs in bfloat16, and no activation
+    is cast to another dtype and back: the only full-size cast is the input's, as in the float
+    twin (what the float twin gains from bfloat16, the binary model can too)."""
+    tf.keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    batch = 4
+    ops = _train_step_ops(get_model(name), batch)
+    convs = collections.Counter(op.get_attr("T").name for op in ops
+                                if op.type.startswith(("Conv2D", "DepthwiseConv2d")))
+    assert set(convs) == {"bfloat16"}, convs
+    assert sum(convs.values()) >= 3 * 8  # forward, input and filter gradients of each conv
+    def activation_sized(op):
+        shape = op.outputs[0].shape
+        return shape.rank == 4 and shape[0] == batch
+
+    activation_casts = [op.name for op in ops if op.type == "Cast" and activation_sized(op)]
+    assert len(activation_casts) == 1, activation_casts  # the input image, float32 -> bfloat16
+    # binarizing activations is 16-bit; kernels (small) are binarized in float32
+    signs = collections.Counter((activation_sized(op), op.outputs[0].dtype.name)
+                                for op in ops if op.type == "Sign")
+    assert signs[(True, "bfloat16")] > 0 and signs[(True, "float32")] == 0, signs
+
+
+def test_adabin_weight_statistics_are_float32_under_bfloat16():
+    """Oracle: numpy float64 on the bfloat16 kernel the quantizer receives. A near-constant
+    filter (two neighbouring bfloat16 values, half each) is where bfloat16 statistics fail:
+    computed in bfloat16 its mean rounds onto one of the values and its standard deviation
+    is 41 % too large."""
+    rng = np.random.default_rng(0)
+    near_constant = rng.permutation([1.0078125] * 18 + [1.015625] * 18).reshape(3, 3, 4, 1)
+    kernel = np.concatenate([rng.normal(0.0, 0.05, (3, 3, 4, 1)), near_constant], axis=-1)
+    w = _bf16(kernel)
+    center = w.mean(axis=(0, 1, 2), keepdims=True)
+    distance = w.std(axis=(0, 1, 2), keepdims=True)
+    expected = distance * np.where(w - center >= 0, 1.0, -1.0) + center
+    tf.keras.mixed_precision.set_global_policy("mixed_bfloat16")  # as inside a model
+    quantizer = lqa.quantizers.AdaBinWeightQuantizer()
+    quantizer.build(kernel.shape)
+    got = quantizer(tf.constant(w, tf.bfloat16))
+    assert got.dtype == tf.bfloat16
+    np.testing.assert_allclose(tf.cast(got, tf.float64).numpy(), expected, rtol=2 ** -8)
+    naive = float(tf.math.reduce_std(tf.constant(w, tf.bfloat16), axis=[0, 1, 2])[1])
+    assert abs(naive / distance.ravel()[1] - 1) > 0.25  # what computing in bfloat16 gives
+
+
+def test_adabin_activation_scalar_gradients_are_float32_under_bfloat16():
+    """d alpha, d beta of the hand-derived backward (float64 numpy on the same bfloat16 inputs)
+    come back in float32, summed from per-channel partial sums."""
+    rng = np.random.default_rng(1)
+    x = _bf16(rng.normal(0.0, 1.0, (8, 6, 6, 16)))
+    dy = _bf16(rng.normal(0.0, 1.0, x.shape))
+    alpha, beta = 0.8, 0.1
+    u = (x - beta) / alpha
+    slope = np.maximum(0.0, 2.0 - 2.0 * np.abs(u))
+    signs = np.where(u >= 0, 1.0, -1.0)
+    expected_alpha = np.sum(dy * (signs + beta - u * slope))
+    expected_beta = np.sum(dy * (alpha - slope))
+    tf.keras.mixed_precision.set_global_policy("mixed_bfloat16")  # as inside a model
+    quantizer = lqa.quantizers.AdaBinActivationQuantizer(alpha_init=alpha, beta_init=beta)
+    quantizer.build(x.shape)
+    inputs = tf.constant(x, tf.bfloat16)
+    with tf.GradientTape() as tape:
+        out = quantizer(inputs)
+        assert out.dtype == tf.bfloat16
+        loss = tf.reduce_sum(tf.cast(out, tf.float32) * tf.constant(dy, tf.float32))
+    d_alpha, d_beta = tape.gradient(loss, [quantizer.alpha, quantizer.beta])
+    assert d_alpha.dtype == tf.float32 and d_beta.dtype == tf.float32
+    scale = np.sum(np.abs(dy))  # the size of the terms that cancel in the sums
+    assert abs(float(d_alpha) - expected_alpha) < 4e-3 * scale
+    assert abs(float(d_beta) - expected_beta) < 4e-3 * scale
+
+
+def test_bfloat16_note_follows_the_cpu_flags(tmp_path):
+    with_flags = tmp_path / "with"
+    with_flags.write_text("processor : 0\nflags : fpu avx2 avx512f avx512_bf16\n")
+    without = tmp_path / "without"
+    without.write_text("processor : 0\nflags : fpu avx2 fma\n")
+    assert runtime.bfloat16_cpu_flags(with_flags) == ["avx512_bf16"]
+    assert runtime.bfloat16_cpu_flags(without) == []
+    assert runtime.bfloat16_cpu_flags(tmp_path / "missing") is None
+    if not tf.config.list_physical_devices("GPU"):
+        assert runtime.bfloat16_note(with_flags) is None
+        assert "none of avx512_bf16, amx_bf16" in runtime.bfloat16_note(without)
+        assert "cannot tell" in runtime.bfloat16_note(tmp_path / "missing")
