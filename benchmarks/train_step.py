@@ -3,7 +3,8 @@ network with larq's plain quantizers, or (``--policy``) every method under a mix
 policy against float32.
 
     python benchmarks/train_step.py [--batch-size 128] [--rounds 7] [--steps 5] [--json out.json]
-                                    [--inter-op-threads N] [--policy mixed_bfloat16]
+                                    [--inter-op-threads N] [--threads N]
+                                    [--policy mixed_bfloat16 [--models NAME ...]]
 
 Default: adabin_resnet20, reactnet_resnet20, dybnn_resnet20, each against *the same network*
 with larq's plain ``ste_sign`` as input and kernel quantizer (``<name>+ste_sign``: every
@@ -123,12 +124,13 @@ def cpu_line():
 
 
 def compare_policies(args):
-    names = [f"{name}@{policy}" for name in POLICY_MODELS for policy in ("float32", args.policy)]
+    models = args.models or list(POLICY_MODELS)
+    names = [f"{name}@{policy}" for name in models for policy in ("float32", args.policy)]
     medians, times = time_steps(names, args)
     print(f"| model | float32 step (ms) | {args.policy} step (ms) | speed-up |")
     print("|---|---|---|---|")
     results = {}
-    for name in POLICY_MODELS:
+    for name in models:
         full, reduced = medians[f"{name}@float32"], medians[f"{name}@{args.policy}"]
         results[name] = {"float32_ms": round(1e3 * full, 1),
                          f"{args.policy}_ms": round(1e3 * reduced, 1),
@@ -169,6 +171,8 @@ def main(argv=None):
                         help="TensorFlow intra-op threads (0: TensorFlow's default)")
     parser.add_argument("--policy", choices=("mixed_bfloat16", "mixed_float16"),
                         help="compare every method under this policy with float32")
+    parser.add_argument("--models", nargs="+", choices=tuple(POLICY_MODELS), metavar="NAME",
+                        help=f"with --policy: only these (default: {' '.join(POLICY_MODELS)})")
     args = parser.parse_args(argv)
     tf.config.threading.set_inter_op_parallelism_threads(args.inter_op_threads)
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)

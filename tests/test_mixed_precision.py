@@ -3,6 +3,9 @@ path (16-bit convolutions, no full-size casts), the numerically delicate parts s
 and the train.py flag, export and loading work after bfloat16 training."""
 
 import collections
+import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -12,6 +15,7 @@ import larq_adaptive as lqa
 from larq_adaptive.models import get_model
 from larq_adaptive.training import runtime
 
+from conftest import REPO, child_env, npz_shard
 from test_training_core import fit_and_check
 
 # One binary model per method (DWR: its IR-Net-style ReActNet ResNet-20).
@@ -157,3 +161,34 @@ def test_bfloat16_note_follows_the_cpu_flags(tmp_path):
         assert runtime.bfloat16_note(with_flags) is None
         assert "none of avx512_bf16, amx_bf16" in runtime.bfloat16_note(without)
         assert "cannot tell" in runtime.bfloat16_note(tmp_path / "missing")
+
+
+LOAD_AND_PREDICT = """
+import sys
+import numpy as np
+import larq_adaptive as lqa
+model = lqa.load_model(sys.argv[1])
+x = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype("float32")
+logits = model.predict(x, verbose=0)
+print("LOADED", model.get_layer("stage1_block1_conv1").compute_dtype, np.isfinite(logits).all())
+"""
+
+
+def test_train_py_bfloat16_run_saves_loads_and_exports(tmp_path):
+    """As a user runs it: train.py --mixed-precision bfloat16 on an AdaBin ResNet-20, export
+    with every binary conv an LceBconv2d, and model.keras loaded in a fresh process."""
+    data = npz_shard(tmp_path / "data", 32, size=32)
+    out, tflite = tmp_path / "run", tmp_path / "model.tflite"
+    result = subprocess.run(
+        [sys.executable, str(REPO / "train.py"), "--model", "adabin_resnet20",
+         "--mixed-precision", "bfloat16", "--data-dir", str(data), "--val-data-dir", str(data),
+         "--epochs", "2", "--steps-per-epoch", "2", "--batch-size", "8", "--verbose", "0",
+         "--output-dir", str(out), "--export-tflite", str(tflite)],
+        capture_output=True, text=True, env=child_env(), timeout=900, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "18/18 binary convs are LceBconv2d" in result.stdout, result.stdout[-3000:]
+    for loss in json.loads((out / "results.json").read_text())["histories"][0]["loss"]:
+        assert np.isfinite(loss)
+    loaded = subprocess.run([sys.executable, "-c", LOAD_AND_PREDICT, str(out / "model.keras")],
+                            capture_output=True, text=True, env=child_env(), timeout=600)
+    assert "LOADED bfloat16 True" in loaded.stdout, loaded.stderr[-3000:]

@@ -314,3 +314,53 @@ def test_input_pipeline_benchmark_smoke(tmp_path):
     assert rows["check"]["files"] == 8
     assert rows["cifar-input"]["images_per_s"] > 0 and rows["cifar-model"]["images_per_s"] > 0
     assert "| imagenet-input |" in result.stdout
+
+
+PREPARE_TFDS_CIFAR10 = """
+import sys
+import numpy as np
+import tensorflow_datasets as tfds
+
+class OfflineCifar10(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+    '''Writes tfds' own cifar10 layout (name, version, features) from generated images, so that
+    tfds.builder("cifar10", data_dir=...) reads it as the prepared dataset (no download).'''
+    name = "cifar10"
+    VERSION = tfds.builder_cls("cifar10").VERSION
+
+    def _info(self):
+        return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+            "id": tfds.features.Text(), "image": tfds.features.Image(shape=(32, 32, 3)),
+            "label": tfds.features.ClassLabel(num_classes=10)}),
+            supervised_keys=("image", "label"))
+
+    def _split_generators(self, dl_manager):
+        return {"train": self._generate_examples(40, 0), "test": self._generate_examples(16, 1)}
+
+    def _generate_examples(self, count, seed):
+        rng = np.random.default_rng(seed)
+        for i in range(count):
+            yield f"{seed}_{i}", {"id": f"{seed}_{i}", "label": i % 10,
+                                  "image": rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)}
+
+OfflineCifar10(data_dir=sys.argv[1]).download_and_prepare()
+"""
+
+
+def test_a_prepared_tfds_dataset_trains_offline(tmp_path):
+    """The real tfds path (tfds.builder, encoded records, SkipDecoding, seeded file shuffle,
+    decoding after the shuffle) with tfds' cifar10 prepared on disk, as train.py is run."""
+    tfds_dir, script = tmp_path / "tfds", tmp_path / "offline_cifar10.py"
+    script.write_text(PREPARE_TFDS_CIFAR10)  # tfds reads a builder's source file
+    prepared = subprocess.run([sys.executable, str(script), str(tfds_dir)],
+                              capture_output=True, text=True, env=child_env(), timeout=600)
+    assert prepared.returncode == 0, prepared.stderr[-2000:]
+    out = tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, str(REPO / "train.py"), "--model", "adabin_resnet20", "--dataset",
+         "cifar10", "--tfds-data-dir", str(tfds_dir), "--epochs", "2", "--steps-per-epoch", "2",
+         "--batch-size", "8", "--verbose", "0", "--output-dir", str(out)],
+        capture_output=True, text=True, env=child_env(), timeout=900, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    assert results["test_images"] == 16 and len(results["histories"][0]["loss"]) == 2
+    assert json.loads((out / "config.json").read_text())["dataset"] == "cifar10"

@@ -16,12 +16,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import tensorflow as tf
 
 import larq_adaptive as lqa
 from larq_adaptive import export
-from larq_adaptive.callbacks import Stopped, set_binary_weights
+from larq_adaptive.callbacks import Stopped
 from larq_adaptive.command_line import Parser
 from larq_adaptive.keras2 import set_random_seed
 from larq_adaptive.models import available_models, get_model, model_entry
@@ -29,6 +28,8 @@ from larq_adaptive.quantizers import SwitchableQuantizer
 from larq_adaptive.saving import read_metadata, replace_atomically, save_model
 from larq_adaptive.introspect import iter_quantizers
 from larq_adaptive.training import pipeline, runtime
+from larq_adaptive.training.distribute import is_chief, make_strategy, shard_by_data
+from larq_adaptive.training.reports import epoch_records, test_results, write_summary
 from larq_adaptive.training.distillation import Distiller
 from larq_adaptive.training.recipes import RECIPES, available_recipes, get_recipe, learning_rate
 from larq_adaptive.training.stages import CoupledWeightDecay, NaNLoss, run_stages
@@ -225,37 +226,6 @@ def _remove_failed_start(out):
         shutil.rmtree(out)
 
 
-def make_strategy(name):
-    if name == "mirrored":
-        gpus = tf.config.list_logical_devices("GPU")
-        devices = [d.name for d in gpus or tf.config.list_logical_devices("CPU")]
-        ops = None if gpus else tf.distribute.ReductionToOneDevice()
-        return tf.distribute.MirroredStrategy(devices, cross_device_ops=ops)
-    if name == "multiworker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    return tf.distribute.get_strategy()
-
-
-def is_chief(strategy):
-    """True unless ``strategy`` is a multi-worker strategy and this process is not its chief
-    (the ``chief`` task, or worker 0 of a cluster without one): only the chief writes."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    task_type = getattr(resolver, "task_type", None)
-    if not task_type or task_type == "chief":
-        return True
-    has_chief = "chief" in resolver.cluster_spec().as_dict()
-    return task_type == "worker" and resolver.task_id == 0 and not has_chief
-
-
-def shard_by_data(dataset):
-    """Multi-worker sharding of any source (in-memory arrays, image files, tfds records):
-    every worker runs the same seeded pipeline and keeps its own slice of each global batch
-    (``AutoShardPolicy.DATA``), so each example is seen once per epoch across workers."""
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return dataset.with_options(options)
-
-
 def build_student(args, recipe, num_classes):
     entry = model_entry(args.model)
     kwargs = {"input_shape": entry.input_shape, "num_classes": num_classes, "weights": None}
@@ -325,22 +295,6 @@ def load_teacher(args, num_classes, log):
     for problem in problems:
         log(f"note: --force-teacher: teacher {spec} has {problem}")
     return teacher
-
-
-DEPLOYED = ("The network as deployed (the binary kernels of every stage on); "
-            "stage_k/summary.txt shows what stage k trains.")
-
-
-def write_summary(student, path, deployed=False, echo=False):
-    """``lqa.summary`` of ``student`` into ``path`` (and stdout if ``echo``): as deployed
-    (every two-step switch on) or in its current state (what the running stage trains)."""
-    if deployed:
-        set_binary_weights(student, True)
-    lines = [DEPLOYED] if deployed else []
-    lqa.summary(student, print_fn=lines.append)
-    Path(path).write_text("\n".join(lines) + "\n")
-    if echo:
-        print("\n".join(lines))
 
 
 def run(args, extra_callbacks=()):
@@ -460,51 +414,6 @@ def _run(args, recipe, stages, strategy, out, write_dir, log, extra_callbacks):
             raise ExportIncomplete(f"binary convs left float in {args.export_tflite}: "
                                    f"{', '.join(report.float_convs)}")
     return results
-
-
-def test_results(student, val_data, batch_size, recipe):
-    """Accuracy and cross-entropy of ``student`` (the last epoch's weights) on the whole test
-    set (in order, outside any distribution strategy) and, for CIFAR recipes, on its first ``floor(N / batch) * batch`` images: the official
-    AdaBin and DWR test loaders drop the last partial batch (9,984 of 10,000 at batch 128)."""
-    infer = tf.function(lambda images: student(images, training=False))
-    outputs = [(infer(x).numpy(), y) for x, y in val_data.as_numpy_iterator()]
-    logits = np.concatenate([x for x, _ in outputs]).astype(np.float64)
-    labels = np.concatenate([y for _, y in outputs])
-    log_probs = logits - logits.max(-1, keepdims=True)
-    log_probs -= np.log(np.exp(log_probs).sum(-1, keepdims=True))
-    correct = logits.argmax(-1) == labels
-    results = {"test_accuracy": float(correct.mean()),
-               "test_loss": float(-log_probs[np.arange(len(labels)), labels].mean()),
-               "test_images": len(labels)}
-    kept = len(labels) // batch_size * batch_size
-    if recipe.augmentation == "cifar" and 0 < kept < len(labels):
-        results["test_accuracy_drop_last"] = {"images": kept, "accuracy": float(correct[:kept].mean())}
-    return results
-
-
-def epoch_records(stages, histories, validation_freq):
-    """The last and the best epoch (highest validation accuracy) of the stages trained in
-    this call; ``model.keras`` holds the last epoch's weights, ``stage_k/checkpoints/`` every
-    epoch's. Keras validates the epochs ``e`` with ``e % validation_freq == 0``."""
-    records = []
-    for stage, history in zip(stages, histories):
-        if not history:
-            continue
-        validated = [e for e in history["epoch"] if validation_freq and e % validation_freq == 0]
-        for index, epoch in enumerate(history["epoch"]):
-            record = {"stage": stage.name, "epoch": epoch}
-            record.update({k: float(history[k][index]) for k in ("loss", "accuracy")
-                           if index < len(history.get(k, []))})
-            if epoch in validated:
-                at = validated.index(epoch)
-                record.update({k: float(history[k][at]) for k in ("val_loss", "val_accuracy")
-                               if at < len(history.get(k, []))})
-            records.append(record)
-    if not records:
-        return {}
-    scored = [r for r in records if "val_accuracy" in r]
-    return {"last_epoch": records[-1],
-            "best_epoch": max(scored, key=lambda r: r["val_accuracy"]) if scored else None}
 
 
 def main(argv=None, extra_callbacks=()):
