@@ -4,10 +4,13 @@ recipe's schedule spanning exactly those epochs; test accuracy (10,000 lossless 
 images) after every epoch.
 
     python benchmarks/fixed_budget.py --epochs 10                 # hours on 2 CPU cores
+    python benchmarks/fixed_budget.py --policy mixed_bfloat16 --models adabin_resnet20
     python benchmarks/fixed_budget.py --report-only               # table + plot from the runs
 
-Runs go to ``--output-root`` (default runs/fixed_budget/<name>/), one ``train.py`` run each:
-re-running the command after an interruption continues where it stopped. Two-step recipes
+Runs go to ``--output-root`` (default runs/fixed_budget/<name>/, or <name>_<policy>/ with
+``--policy mixed_bfloat16`` / ``mixed_float16``: train.py ``--mixed-precision``), one
+``train.py`` run each: re-running the command after an interruption continues where it
+stopped. The report lists every run found, float32 and mixed precision side by side. Two-step recipes
 get ``epochs / 2`` per step, so every model sees the same number of epochs. The table goes
 to stdout and ``<output-root>/fixed_budget.md``, the curves to ``--plot``.
 """
@@ -31,6 +34,13 @@ RUNS = {
     ),
 }
 TWO_STEP = ("reactnet_cifar",)
+# --policy -> train.py --mixed-precision value (float32: none)
+POLICIES = {"float32": None, "mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}
+
+
+def run_name(name, policy="float32"):
+    """The run folder of ``name`` under ``policy``."""
+    return name if policy == "float32" else f"{name}_{policy}"
 
 
 def train_argv(name, args):
@@ -39,9 +49,11 @@ def train_argv(name, args):
     argv = [
         "--model", model, *flags, "--epochs", str(epochs),
         "--data-dir", str(args.data_dir), "--val-data-dir", str(args.val_data_dir),
-        "--output-dir", str(Path(args.output_root) / name), "--seed", str(args.seed),
-        "--verbose", "2",
+        "--output-dir", str(Path(args.output_root) / run_name(name, args.policy)),
+        "--seed", str(args.seed), "--verbose", "2",
     ]
+    if POLICIES[args.policy]:
+        argv += ["--mixed-precision", POLICIES[args.policy]]
     if args.steps_per_epoch:
         argv += ["--steps-per-epoch", str(args.steps_per_epoch)]
     return argv
@@ -57,7 +69,10 @@ def curve(run_dir):
 
 
 def report(args):
-    curves = {name: curve(Path(args.output_root) / name) for name in RUNS}
+    root = Path(args.output_root)
+    curves = {run_name(name, policy): curve(root / run_name(name, policy))
+              for name in RUNS for policy in POLICIES
+              if policy == "float32" or (root / run_name(name, policy)).is_dir()}
     epochs = max((len(c) for c in curves.values()), default=0)
     lines = ["| model | " + " | ".join(str(e + 1) for e in range(epochs)) + " | best |",
              "|---" * (epochs + 2) + "|"]
@@ -96,7 +111,10 @@ def main(argv=None):
     parser.add_argument("--data-dir", default=SHARED / "cifar10-train-original")
     parser.add_argument("--val-data-dir", default=SHARED / "cifar10-test-original")
     parser.add_argument("--output-root", default="runs/fixed_budget")
-    parser.add_argument("--only", nargs="*", choices=sorted(RUNS), help="subset of the runs")
+    parser.add_argument("--models", "--only", dest="only", nargs="*", choices=sorted(RUNS),
+                        metavar="NAME", help=f"subset of the runs: {', '.join(RUNS)}")
+    parser.add_argument("--policy", choices=tuple(POLICIES), default="float32",
+                        help="train under this Keras policy (runs go to <name>_<policy>/)")
     parser.add_argument("--steps-per-epoch", type=int, help="smoke runs only")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--plot", default="docs/training_fixed_budget.png")

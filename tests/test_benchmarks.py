@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import REPO, child_env
+from conftest import REPO, child_env, npz_shard
 
 
 def _run(tmp_path, script, *args):
@@ -20,6 +20,7 @@ def _run(tmp_path, script, *args):
     return result.stdout, json.loads(out.read_text())
 
 
+@pytest.mark.slow  # two models built and stepped under an emulated bfloat16 on most CPUs
 def test_train_step_policy_comparison(tmp_path):
     stdout, report = _run(tmp_path, "train_step.py", "--policy", "mixed_bfloat16", "--models",
                           "adabin_resnet20", "dwr_reactnet_resnet20", "--batch-size", "2",
@@ -39,3 +40,21 @@ def test_threads_benchmark(tmp_path):
     assert rows["tensorflow default"]["ratio_to_tf_default"] == 1.0
     assert len(rows) == 4 and all(r["median_ms"] > 0 for r in rows.values())
     assert "| intra-op 1, inter-op 1 |" in stdout
+
+
+@pytest.mark.slow  # one bfloat16 step of the real recipe's batch (emulated on most CPUs)
+def test_fixed_budget_bfloat16_run_and_report(tmp_path):
+    data = npz_shard(tmp_path / "data", 256, size=32)
+    root = tmp_path / "runs"
+    result = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "fixed_budget.py"), "--policy",
+         "mixed_bfloat16", "--models", "adabin_resnet20", "--epochs", "1", "--steps-per-epoch",
+         "1", "--data-dir", str(data), "--val-data-dir", str(data), "--output-root", str(root),
+         "--plot", str(tmp_path / "curves.png")],
+        capture_output=True, text=True, timeout=900, cwd=tmp_path, env=child_env())
+    assert result.returncode == 0, result.stderr[-3000:]
+    config = json.loads((root / "adabin_resnet20_mixed_bfloat16" / "config.json").read_text())
+    assert config["mixed_precision"] == "bfloat16"
+    curves = json.loads((root / "fixed_budget.json").read_text())
+    assert len(curves["adabin_resnet20_mixed_bfloat16"]) == 1 and curves["adabin_resnet20"] == []
+    assert "| adabin_resnet20_mixed_bfloat16 |" in result.stdout

@@ -1,10 +1,12 @@
-"""model.fit trains every quantizer/layer variable, also under MirroredStrategy and mixed_float16."""
+"""model.fit trains every quantizer/layer variable, also under MirroredStrategy, mixed_float16
+and mixed_bfloat16."""
 
 import subprocess
 import sys
 import textwrap
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 import larq_adaptive as lqa
@@ -33,10 +35,11 @@ def test_fit_changes_every_trainable_variable(every_method_model):
         assert expected in names, expected
 
 
-def test_mixed_float16_trains(every_method_model):
-    tf.keras.mixed_precision.set_global_policy("mixed_float16")
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision_trains(every_method_model, policy):
+    tf.keras.mixed_precision.set_global_policy(policy)
     model = every_method_model()
-    assert model.get_layer("adabin_conv").compute_dtype == "float16"
+    assert model.get_layer("adabin_conv").compute_dtype == policy.split("_")[1]
     assert model.output.dtype == tf.float32
     fit_and_check(model)
 
