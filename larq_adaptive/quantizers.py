@@ -13,7 +13,9 @@ import tensorflow as tf
 
 from larq_adaptive.hyper import HyperFunction
 from larq_adaptive.serialization import build_sublayer, register
-from larq_adaptive.ste import adabin_activation_sign, channel_scaled_sign, ede_sign
+from larq_adaptive.ste import (
+    adabin_activation_sign, approx_sign, channel_scaled_sign, ede_sign,
+)
 
 __all__ = [
     "AdaBinActivationQuantizer",
@@ -161,7 +163,7 @@ class RSign(lq.quantizers.Quantizer):
         super().build(input_shape)
 
     def call(self, inputs):
-        return lq.quantizers.approx_sign(inputs + tf.cast(self.bias, inputs.dtype))
+        return approx_sign(inputs + tf.cast(self.bias, inputs.dtype))
 
 
 @register
@@ -198,7 +200,7 @@ class DySign(lq.quantizers.Quantizer):
         tau = tf.cast(self.threshold(inputs), inputs.dtype)
         # x + (b - tau), not x - tau + b: the (N, 1, 1, C) shift is formed first, so the
         # backward reduces the incoming gradient once instead of negating it at full size.
-        return lq.quantizers.approx_sign(inputs + (tf.cast(self.bias, inputs.dtype) - tau))
+        return approx_sign(inputs + (tf.cast(self.bias, inputs.dtype) - tau))
 
     def get_config(self):
         return {

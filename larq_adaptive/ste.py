@@ -2,11 +2,30 @@
 
 Forward passes use ``larq.math.sign`` (sign(0) = +1): the LCE converter recognises it as a
 binarizer, whereas ``tf.sign`` blocks binary convolutions (docs/deployment.md).
-larq's own ``approx_sign`` (Bi-Real ApproxSign) and ``ste_sign`` are reused elsewhere.
+larq's own ``ste_sign`` is reused elsewhere.
 """
 
 import larq as lq
 import tensorflow as tf
+
+
+@tf.custom_gradient
+def approx_sign(x):
+    r"""Sign with Bi-Real's ApproxSign as backward pass.
+
+    \[ q(x) = \operatorname{sign}(x), \qquad
+       \frac{\partial q}{\partial x} = \max(0, 2 - 2|x|). \]
+
+    The same values as ``larq.quantizers.approx_sign`` (bit for bit, tests), with the
+    backward as ``dy * relu(2 - 2|x|)`` instead of a comparison and a ``tf.where``: 2.8x
+    cheaper in float32 and bfloat16, where ``SelectV2`` is 3x slower than in float32 on CPU
+    (docs/training.md, "Mixed precision").
+    """
+
+    def grad(dy):
+        return dy * tf.nn.relu(2.0 - 2.0 * tf.math.abs(x))
+
+    return lq.math.sign(x), grad
 
 
 @tf.custom_gradient

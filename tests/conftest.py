@@ -125,6 +125,16 @@ def bconv_options(flatbuffer):
     return options
 
 
+def assert_no_border_maps(flatbuffer, filters):
+    """LCE border corrections are a few C_out vectors, never a (1, H, W, C_out) map constant
+    (``filters``: the widest binary conv's C_out)."""
+    from larq_adaptive import export
+
+    maps = [t.shape for t in export.constant_tensors(flatbuffer)
+            if t.type == "FLOAT32" and len(t.shape) == 4 and t.shape[0] == 1]
+    assert all(np.prod(shape) <= 9 * filters for shape in maps), maps
+
+
 def npz_shard(folder, n, classes=10, seed=0, size=8):
     """``folder/shard.npz`` of ``n`` random uint8 ``size`` x ``size`` RGB images with labels
     ``i % classes`` (the .npz data format of train.py); returns the folder."""

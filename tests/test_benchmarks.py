@@ -29,6 +29,7 @@ def test_train_step_policy_comparison(tmp_path):
     assert set(report["results"]) == {"adabin_resnet20", "dwr_reactnet_resnet20"}
     for name, row in report["results"].items():
         assert math.isfinite(row["speedup"]) and row["speedup"] > 0, name
+        assert math.isfinite(row["speedup_fastest"]) and row["speedup_fastest"] > 0, name
         assert f"| {name} |" in stdout
 
 
@@ -58,3 +59,24 @@ def test_fixed_budget_bfloat16_run_and_report(tmp_path):
     curves = json.loads((root / "fixed_budget.json").read_text())
     assert len(curves["adabin_resnet20_mixed_bfloat16"]) == 1 and curves["adabin_resnet20"] == []
     assert "| adabin_resnet20_mixed_bfloat16 |" in result.stdout
+
+
+@pytest.mark.slow  # TensorFlow ops in two dtypes (emulated bfloat16 on most CPUs)
+def test_bfloat16_ops_benchmark(tmp_path):
+    stdout, report = _run(tmp_path, "bfloat16_ops.py", "--batch-size", "2", "--rounds", "1",
+                          "--calls", "1")
+    assert report["cpu"].startswith("CPU bfloat16 flags:") and report["cpu"] in stdout
+    assert {"Conv2DBackpropInput", "SelectV2", "ReluGrad", "ApproxSign backward, larq",
+            "ApproxSign backward, larq_adaptive"} <= set(report["results"])
+    for op, row in report["results"].items():
+        assert row["float32"] > 0 and row["bfloat16"] > 0 and math.isfinite(row["speedup"]), op
+        assert f"| {op} |" in stdout
+
+
+@pytest.mark.slow  # decodes, augments and trains a little in three scenarios
+def test_input_pipeline_benchmark_smoke(tmp_path):
+    stdout, report = _run(tmp_path, "input_pipeline.py", "--smoke")
+    rows = {row["scenario"]: row for row in report}
+    assert rows["check"]["files"] == 8
+    assert rows["cifar-input"]["images_per_s"] > 0 and rows["cifar-model"]["images_per_s"] > 0
+    assert "| imagenet-input |" in stdout

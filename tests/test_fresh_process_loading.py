@@ -14,9 +14,11 @@ TensorFlow + larq costs ~6 s, so not one process per model). The parametrized te
 compare per model, so a failure names the model. Eager ``model(x, training=False)`` on both
 sides: same kernels on the same machine, so the outputs must be bit-identical.
 
-CIFAR models (native input 32x32x3) run in the fast suite; ImageNet models are built at
-64x64x3 (every ImageNet builder accepts it; the saved config keeps that shape) and are marked
-``slow``, except ``dwr_reactnet_resnet18``, the only model with a ``ChannelSlice`` layer. The
+Binary CIFAR models (native input 32x32x3) run in the fast suite; ImageNet models are built
+at 64x64x3 (every ImageNet builder accepts it; the saved config keeps that shape) and are
+marked ``slow``, except ``dwr_reactnet_resnet18``, the only model with a ``ChannelSlice``
+layer, and so are the float twins, whose files hold the same layer classes as their binary
+models' (a test checks that the fast cases use every class any model uses). The
 LCE export CLI, ``python -m larq_adaptive.export MODEL.keras OUT.tflite``, runs in a fresh
 process for one small CIFAR model per binary family.
 
@@ -37,9 +39,10 @@ import pytest
 import tensorflow as tf
 
 from larq_adaptive.keras2 import set_random_seed
+from larq_adaptive import export
 from larq_adaptive.models import available_models, get_model, model_entry
 
-from conftest import child_env
+from conftest import assert_no_border_maps, child_env
 
 CIFAR_INPUT = (32, 32, 3)
 IMAGENET_INPUT = (224, 224, 3)
@@ -142,6 +145,8 @@ CASES = _cases()
 
 def _is_fast(case):
     name = CASES[case][0]
+    if not model_entry(name).binary:
+        return False  # float twins: the same layer classes as their binary models (a test)
     return model_entry(name).input_shape == CIFAR_INPUT or name in FAST_IMAGENET_MODELS
 
 
@@ -333,6 +338,33 @@ def test_cases_cover_every_registered_model():
     assert {model_entry(name).family for name in CLI_MODELS.values()} == set(CLI_MODELS)
 
 
+def _classes(model):
+    """Every ``class_name`` in a model's config, nested layers and quantizers included."""
+    stack, found = [json.loads(model.to_json())], set()
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            found.add(item.get("class_name"))
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return found - {None}
+
+
+@pytest.mark.slow  # builds every model
+def test_the_fast_cases_use_every_class_of_every_model():
+    """So the fast suite's fresh-process loads cover every class a saved file can hold."""
+    found = {}
+    for group, cases in (("fast", FAST_CASES), ("slow", SLOW_CASES)):
+        found[group] = set()
+        for case in cases:
+            tf.keras.backend.clear_session()
+            name, kwargs = CASES[case]
+            found[group] |= _classes(get_model(name, input_shape=_build_input_shape(case),
+                                               **kwargs))
+    assert found["slow"] <= found["fast"], found["slow"] - found["fast"]
+
+
 @pytest.mark.parametrize("case", FAST_CASES)
 def test_keras_file_loads_in_fresh_process(fast_round_trip, case):
     _check(fast_round_trip[1], "keras", case)
@@ -345,7 +377,7 @@ def test_h5_file_loads_in_fresh_process(fast_round_trip, case):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case", SLOW_CASES)
-def test_imagenet_keras_file_loads_in_fresh_process(slow_round_trip, case):
+def test_other_keras_files_load_in_fresh_process(slow_round_trip, case):
     _check(slow_round_trip[1], "keras", case)
 
 
@@ -362,3 +394,7 @@ def test_export_cli_in_fresh_process(fast_round_trip, family):
     assert "binary convs are LceBconv2d" in stdout, _tail(stdout)
     output = directory / f"{name}.tflite"
     assert output.is_file() and output.stat().st_size > 1000
+    # The checks of tests/test_export.py, which leaves these models' conversion to this test.
+    convs = export.binary_conv_layers(get_model(name))
+    assert export.op_histogram(output.read_bytes())["LceBconv2d"] == len(convs), _tail(stdout)
+    assert_no_border_maps(output.read_bytes(), max(layer.filters for layer in convs))

@@ -153,6 +153,10 @@ def test_bfloat16_note_follows_the_cpu_flags(tmp_path):
     assert runtime.bfloat16_cpu_flags(with_flags) == ["avx512_bf16"]
     assert runtime.bfloat16_cpu_flags(without) == []
     assert runtime.bfloat16_cpu_flags(tmp_path / "missing") is None
+    assert runtime.bfloat16_cpu_line(with_flags) == "CPU bfloat16 flags: avx512_bf16"
+    assert "none of avx512_bf16, amx_bf16: bfloat16 is emulated" in runtime.bfloat16_cpu_line(
+        without)
+    assert "unknown" in runtime.bfloat16_cpu_line(tmp_path / "missing")
     if not tf.config.list_physical_devices("GPU"):
         assert runtime.bfloat16_note(with_flags) is None
         assert "none of avx512_bf16, amx_bf16" in runtime.bfloat16_note(without)

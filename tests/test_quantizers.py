@@ -1,5 +1,6 @@
 """Forward and backward of every quantizer against closed forms derived by hand (numpy)."""
 
+import larq as lq
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -102,6 +103,32 @@ def test_adabin_activation_weights_are_named_scalars():
     shapes = {w.name.split("/")[-1]: tuple(w.shape) for w in q.trainable_weights}
     assert shapes == {"alpha:0": (), "beta:0": ()}
     assert q.alpha.numpy() == 1.0 and q.beta.numpy() == 0.0
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_approx_sign_matches_larq_bit_for_bit(rng, dtype):
+    """``ste.approx_sign`` (relu form, no tf.where) against larq's own ``approx_sign`` and
+    the closed form, edges included: 0, +-1 (slope 0), just inside +-1, beyond."""
+    from larq_adaptive.ste import approx_sign
+
+    edges = np.array([0.0, 1.0, -1.0, 0.99, -0.99, 1.01, -3.0, 0.5], np.float32)
+    x = tf.cast(np.concatenate([edges, rng.normal(size=248).astype(np.float32)]), dtype)
+    dy = tf.cast(rng.normal(size=256).astype(np.float32), dtype)
+    results = []
+    for function in (approx_sign, lq.quantizers.approx_sign):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = function(x)
+        results.append((y.numpy(), tape.gradient(y, x, output_gradients=dy).numpy()))
+    (y, dx), (larq_y, larq_dx) = results
+    assert y.dtype == dx.dtype == x.dtype.as_numpy_dtype
+    np.testing.assert_array_equal(y, larq_y)
+    np.testing.assert_array_equal(dx, larq_dx)
+    x32, dy32 = (np.asarray(t, np.float32) for t in (tf.cast(x, "float32"), tf.cast(dy, "float32")))
+    np.testing.assert_array_equal(np.asarray(y, np.float32), sign(x32))
+    np.testing.assert_allclose(np.asarray(dx, np.float32), dy32 * approx_sign_grad(x32),
+                               rtol=1e-2 if dtype == "bfloat16" else 1e-6, atol=1e-6)
+    assert np.all(np.asarray(dx, np.float32)[1:3] == 0)  # |x| = 1: slope 0
 
 
 def test_rsign_forward_and_gradients(rng):

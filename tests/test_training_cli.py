@@ -4,7 +4,6 @@ to end in seconds; the registered CIFAR models get smoke runs too."""
 
 import json
 import math
-import os
 import signal
 import subprocess
 import sys

@@ -305,17 +305,6 @@ def test_bad_datasets_through_train_py(tmp_path):
         assert not out.exists()
 
 
-def test_input_pipeline_benchmark_smoke(tmp_path):
-    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "input_pipeline.py"),
-                             "--smoke", "--json", str(tmp_path / "rows.json")],
-                            capture_output=True, text=True, env=child_env(), timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    rows = {row["scenario"]: row for row in json.loads((tmp_path / "rows.json").read_text())}
-    assert rows["check"]["files"] == 8
-    assert rows["cifar-input"]["images_per_s"] > 0 and rows["cifar-model"]["images_per_s"] > 0
-    assert "| imagenet-input |" in result.stdout
-
-
 PREPARE_TFDS_CIFAR10 = """
 import sys
 import numpy as np

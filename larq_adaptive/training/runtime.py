@@ -48,6 +48,17 @@ def bfloat16_note(cpuinfo="/proc/cpuinfo"):
             "bfloat16 here, which trains correctly but slower than float32")
 
 
+def bfloat16_cpu_line(cpuinfo="/proc/cpuinfo"):
+    """``CPU bfloat16 flags: ...``: the line the speed benchmarks print."""
+    flags = bfloat16_cpu_flags(cpuinfo)
+    if flags is None:
+        return "CPU bfloat16 flags: unknown (no /proc/cpuinfo)"
+    if not flags:
+        return (f"CPU bfloat16 flags: none of {', '.join(BFLOAT16_CPU_FLAGS)}: bfloat16 is "
+                "emulated here, the ratio targets do not apply")
+    return f"CPU bfloat16 flags: {', '.join(flags)}"
+
+
 def set_threads(intra_op=None, inter_op=None):
     """Set TensorFlow's thread pools (None or 0: TensorFlow's default, one thread per core).
     Must run before TensorFlow executes its first op; False if that was too late."""

@@ -1,0 +1,123 @@
+"""Why binary networks gain less from bfloat16 than their float twins on CPU: the time of
+each TensorFlow op a ResNet-20 training step spends its time in, float32 against bfloat16,
+on one activation-sized tensor (batch x 32 x 32 x 16, the first stage of a CIFAR ResNet-20).
+
+    python benchmarks/bfloat16_ops.py [--batch-size 128] [--rounds 7] [--calls 20] [--json out.json]
+
+Convolutions (oneDNN) get faster in bfloat16 on a CPU with AVX512-BF16 or AMX; TensorFlow's
+element-wise kernels (Eigen) convert every element to float32 and back, so they get slower.
+A float twin's step is mostly convolutions; a binary network's adds a sign, its
+straight-through gradient, learnable shifts and PReLUs per convolution, about as much op time
+again, so its step gains much less. Two rows time the sign's straight-through backward
+(ApproxSign) as larq writes it (a comparison and a ``tf.where``: ``SelectV2``) and as
+``larq_adaptive.ste.approx_sign`` does (``dy * relu(2 - 2|x|)``, the same values), which
+RSign and DySign use. Ops are timed in interleaved rounds (each op once in
+float32, once in bfloat16, per round), each call a ``tf.function``; the ratio is float32
+time / bfloat16 time (> 1: bfloat16 is faster). The CPU's bfloat16 flags are printed.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import larq_adaptive  # noqa: E402,F401  (first: makes tf.keras Keras 2 on TF >= 2.16)
+import larq as lq  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from larq_adaptive.ste import approx_sign  # noqa: E402
+from larq_adaptive.training.runtime import bfloat16_cpu_line  # noqa: E402
+
+CHANNELS = 16
+
+
+def _backward(function):
+    """x, dy, kernel -> the gradient of ``function`` at x times dy (one backward pass)."""
+
+    def backward(x, dy, kernel):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = function(x)
+        return tape.gradient(y, x, output_gradients=dy)
+
+    return backward
+
+
+# name -> f(x, dy, kernel): one op (or one op's gradient) on activation-sized tensors
+OPS = {
+    "Conv2D 3x3": lambda x, dy, w: tf.nn.conv2d(x, w, 1, "SAME"),
+    "Conv2DBackpropInput": lambda x, dy, w: tf.raw_ops.Conv2DBackpropInput(
+        input_sizes=tf.shape(x), filter=w, out_backprop=dy, strides=[1, 1, 1, 1],
+        padding="SAME"),
+    "Conv2DBackpropFilter": lambda x, dy, w: tf.raw_ops.Conv2DBackpropFilter(
+        input=x, filter_sizes=tf.shape(w), out_backprop=dy, strides=[1, 1, 1, 1],
+        padding="SAME"),
+    "FusedBatchNormV3": lambda x, dy, w: tf.compat.v1.nn.fused_batch_norm(
+        x, tf.ones([CHANNELS]), tf.zeros([CHANNELS]), is_training=True)[0],
+    "AddV2": lambda x, dy, w: x + dy,
+    "Mul": lambda x, dy, w: x * dy,
+    "Relu": lambda x, dy, w: tf.nn.relu(x),
+    "ReluGrad": _backward(tf.nn.relu),
+    "Sign": lambda x, dy, w: tf.sign(x),
+    "SelectV2": lambda x, dy, w: tf.where(x > 0, x, dy),
+    # the sign's straight-through backward as larq writes it (a comparison and a tf.where)
+    # and as larq_adaptive.ste.approx_sign does (dy * relu(2 - 2|x|)), same values
+    "ApproxSign backward, larq": _backward(lq.quantizers.approx_sign),
+    "ApproxSign backward, larq_adaptive": _backward(approx_sign),
+    "Cast (to the other dtype)": lambda x, dy, w: tf.cast(
+        x, tf.float32 if x.dtype == tf.bfloat16 else tf.bfloat16),
+}
+
+
+def time_ops(args):
+    """{op: {dtype: median ms}}: interleaved rounds of ``calls`` calls."""
+    shape = (args.batch_size, 32, 32, CHANNELS)
+    tensors = {}
+    for dtype in (tf.float32, tf.bfloat16):
+        x, dy = (tf.cast(tf.random.stateless_normal(shape, [seed, 0]), dtype) for seed in (1, 2))
+        w = tf.cast(tf.random.stateless_normal((3, 3, CHANNELS, CHANNELS), [3, 0]), dtype)
+        tensors[dtype.name] = (x, dy, w)
+    functions = {(op, dtype): tf.function(lambda f=f, t=t: f(*t))
+                 for op, f in OPS.items() for dtype, t in tensors.items()}
+    for function in functions.values():  # trace + warm up
+        function()
+    samples = {key: [] for key in functions}
+    for _ in range(args.rounds):
+        for key, function in functions.items():
+            start = time.perf_counter()
+            for _ in range(args.calls):
+                function()
+            samples[key].append((time.perf_counter() - start) / args.calls)
+    return {op: {dtype: 1e3 * statistics.median(samples[op, dtype]) for dtype in tensors}
+            for op in OPS}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--calls", type=int, default=20)
+    parser.add_argument("--json", help="also write the results here")
+    args = parser.parse_args(argv)
+    cpu = bfloat16_cpu_line()
+    print(f"tensor {args.batch_size}x32x32x{CHANNELS}, {args.rounds} rounds x {args.calls} calls, "
+          f"{os.cpu_count()} CPU(s), TensorFlow {tf.__version__}")
+    print(cpu)
+    results = time_ops(args)
+    print("| op | float32 (ms) | bfloat16 (ms) | speed-up |")
+    print("|---|---|---|---|")
+    for op, row in results.items():
+        row["speedup"] = row["float32"] / row["bfloat16"]
+        print(f"| {op} | {row['float32']:.3f} | {row['bfloat16']:.3f} | {row['speedup']:.2f}x |")
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump({"batch_size": args.batch_size, "cpu": cpu, "tensorflow": tf.__version__,
+                       "results": results}, handle, indent=2)
+    return results
+
+
+if __name__ == "__main__":
+    main()
