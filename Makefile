@@ -33,7 +33,7 @@ train: install
 
 # The test suite (fast tests; `make test-all` adds the ones marked slow).
 test: install
-	$(PY) -m pytest -p no:cacheprovider --durations=15
+	$(PY) -m pytest -p no:cacheprovider --durations=25
 
 test-all: install
 	$(PY) -m pytest -p no:cacheprovider -m "slow or not slow"

@@ -35,6 +35,7 @@ import collections
 import dataclasses
 import os
 import sys
+import tempfile
 
 import numpy as np
 import tensorflow as tf
@@ -263,15 +264,32 @@ class ExportReport:
         return "\n".join(lines)
 
 
+def _convert(model, target):
+    """LCE's flatbuffer of ``model`` through a SavedModel that holds only its variables and
+    one traced serving function. ``lce.convert_keras_model`` saves the Keras model itself,
+    which traces every layer's call functions and costs ~3x the whole conversion
+    (``dwr_resnet20``: 24 s against 9 s on 2 cores) for the same flatbuffer: same ops,
+    same tensor names, bit-identical outputs (tests/test_export.py)."""
+    import larq_compute_engine as lce
+
+    specs = [tf.TensorSpec(tensor.shape, tensor.dtype, name=name)  # Keras' input names
+             for tensor, name in zip(model.inputs, model.input_names)]
+    serve = tf.function(lambda *inputs: model(list(inputs) if len(inputs) > 1 else inputs[0],
+                                              training=False), input_signature=specs)
+    holder = tf.Module()
+    holder.variables_ = list(model.variables)  # tracked for the SavedModel, not the layers
+    with tempfile.TemporaryDirectory() as directory:
+        tf.saved_model.save(holder, directory, signatures=serve.get_concrete_function())
+        return lce.convert_saved_model(directory, target=target)
+
+
 def to_tflite(model, path=None, target="arm"):
     """Convert ``model`` with LCE (through :func:`deployable`) and write ``path`` if given.
 
     Returns an :class:`ExportReport`; ``report.ok`` is False if a binary conv stayed float.
     """
-    import larq_compute_engine as lce
-
     convs = [layer.name for layer in binary_conv_layers(model)]
-    flatbuffer = lce.convert_keras_model(deployable(model), target=target)
+    flatbuffer = _convert(deployable(model), target)
     ops = _operators(flatbuffer)
     bconv_tensors = [tensors for name, tensors in ops if name == BCONV_OP]
     # Each LceBconv2d comes from one binary conv, so as many of them as binary convs means

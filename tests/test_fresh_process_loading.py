@@ -60,10 +60,10 @@ H5_CASES = [
     "adabin_resnet20", "reactnet_resnet20", "dybnn_resnet20", "dwr_resnet20",
     "reactnet_resnet20-ste_sign",
 ]
-# One small CIFAR model per binary family through the export CLI. The CLI's cost is LCE's
-# Keras -> SavedModel step (pure-Python protobuf 3.20.3), which grows with the layer count:
-# adabin_vgg_small (same AdaBin objects as adabin_resnet20; the other three models cover
-# OptionAShortcut) converts in ~1/3 of adabin_resnet20's time.
+# One small CIFAR model per binary family through the export CLI. The CLI's cost is the
+# conversion, which grows with the layer count: adabin_vgg_small (same AdaBin objects as
+# adabin_resnet20; the other three models cover OptionAShortcut) converts in ~1/3 of
+# adabin_resnet20's time.
 CLI_MODELS = {
     "adabin": "adabin_vgg_small",
     "reactnet": "reactnet_resnet20",

@@ -3,8 +3,8 @@
 Always run: a synthetic state dict written by the test (keys and shapes from spec 1.6),
 a hand-written PyTorch-format pickle for the torch-free reader, refusal of foreign globals.
 With ../shared present: bit-identity of model.th and state_dict.npz, the reference probe
-(stem within 1e-5, the two binarized activation levels, 64/64 argmax) and the
-lossless CIFAR-10 top-1 (official PyTorch: 87.97 %).
+(stem within 1e-5, the two binarized activation levels, 64/64 argmax) and, with -m slow,
+the lossless CIFAR-10 top-1 (official PyTorch: 87.97 %).
 """
 
 import os
@@ -265,6 +265,7 @@ def test_decomposed_form_reproduces_probe_predictions(probe):
     np.testing.assert_array_equal(logits.argmax(axis=1), probe["logits"].argmax(axis=1))
 
 
+@pytest.mark.slow  # 10,000 images (~40 s of CPU); the probe tests above check the logits
 @needs(LOSSLESS)
 @needs(REFERENCE / "model.th")
 def test_lossless_cifar10_top1(official_model):
