@@ -23,7 +23,7 @@ LCE export CLI, ``python -m larq_adaptive.export MODEL.keras OUT.tflite``, runs 
 process for one small CIFAR model per binary family.
 
 Time (2 cores): the subprocesses run two at a time, and the four exports (LCE conversion,
-10-50 s of CPU each, the largest cost) start as soon as their models are saved, while the
+the largest cost) start as soon as their models are saved, while the
 other models are still being built.
 """
 
