@@ -268,7 +268,7 @@ def _convert(model, target):
     """LCE's flatbuffer of ``model`` through a SavedModel that holds only its variables and
     one traced serving function. ``lce.convert_keras_model`` saves the Keras model itself,
     which traces every layer's call functions and costs ~3x the whole conversion
-    (``dwr_resnet20``: 24 s against 9 s on 2 cores) for the same flatbuffer: same ops,
+    (``dwr_resnet20``: 24 s against 9 s, 2 cores shared with a training run) for the same flatbuffer: same ops,
     same tensor names, bit-identical outputs (tests/test_export.py)."""
     import larq_compute_engine as lce
 
