@@ -11,7 +11,8 @@ straight-through gradient, learnable shifts and PReLUs per convolution, about as
 again, so its step gains much less. Two rows time the sign's straight-through backward
 (ApproxSign) as larq writes it (a comparison and a ``tf.where``: ``SelectV2``) and as
 ``larq_adaptive.ste.approx_sign`` does (``dy * relu(2 - 2|x|)``, the same values), which
-RSign and DySign use. Ops are timed in interleaved rounds (each op once in
+RSign, DySign and ``ApproxSignQuantizer`` use; two more HardTanh's backward through
+``tf.clip_by_value`` and as ``larq_adaptive.layers.HardTanh`` writes it (a mask multiply). Ops are timed in interleaved rounds (each op once in
 float32, once in bfloat16, per round), each call a ``tf.function``; the ratio is float32
 time / bfloat16 time (> 1: bfloat16 is faster). The CPU's bfloat16 flags are printed.
 """
@@ -28,6 +29,7 @@ import larq_adaptive  # noqa: E402,F401  (first: makes tf.keras Keras 2 on TF >=
 import larq as lq  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from larq_adaptive.layers import HardTanh  # noqa: E402
 from larq_adaptive.ste import approx_sign  # noqa: E402
 from larq_adaptive.training.runtime import bfloat16_cpu_line  # noqa: E402
 
@@ -67,6 +69,10 @@ OPS = {
     # and as larq_adaptive.ste.approx_sign does (dy * relu(2 - 2|x|)), same values
     "ApproxSign backward, larq": _backward(lq.quantizers.approx_sign),
     "ApproxSign backward, larq_adaptive": _backward(approx_sign),
+    # HardTanh's backward through tf.clip_by_value (two comparisons, LogicalOr, SelectV2)
+    # and as larq_adaptive.layers.HardTanh writes it (dy * cast(|x| < 1)), PyTorch's mask
+    "HardTanh backward, clip_by_value": _backward(lambda x: tf.clip_by_value(x, -1.0, 1.0)),
+    "HardTanh backward, larq_adaptive": _backward(lambda x: HardTanh(dtype=x.dtype)(x)),
     "Cast (to the other dtype)": lambda x, dy, w: tf.cast(
         x, tf.float32 if x.dtype == tf.bfloat16 else tf.bfloat16),
 }

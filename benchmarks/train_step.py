@@ -15,8 +15,9 @@ the plain baseline of ``benchmarks/fixed_budget.py``), shows the cost of the who
 quantizers and activations together.
 
 ``--policy mixed_bfloat16`` (or ``mixed_float16``): one binary model per method
-(adabin_resnet20, reactnet_resnet20, dybnn_resnet20, dwr_reactnet_resnet20) and the float
-twin float_adabin_resnet20 (the ceiling), each built under the policy and under float32;
+(adabin_resnet20, reactnet_resnet20, dybnn_resnet20, dwr_reactnet_resnet20), the two
+convolution-heavy DWR CIFAR models (dwr_vgg_small, dwr_resnet18_cifar) and the float twin
+float_adabin_resnet20 (the ceiling), each built under the policy and under float32;
 the ratio is float32 step time / policy step time (> 1: the policy is faster), of the
 medians and of the fastest rounds (the rounds least hit by other load: on a shared machine
 whole rounds run 1.5-2x slower now and then). The CPU's bfloat16 flags are printed: without
@@ -52,6 +53,7 @@ REFERENCE = "plain_ste_sign_resnet20"
 MODELS = [*ADAPTIVE, *(name + PLAIN for name in ADAPTIVE), REFERENCE]
 POLICY_MODELS = {"adabin_resnet20": "all", "reactnet_resnet20": "reactnet",
                  "dybnn_resnet20": "reactnet", "dwr_reactnet_resnet20": "all",
+                 "dwr_vgg_small": "all", "dwr_resnet18_cifar": "all",
                  "float_adabin_resnet20": "all"}
 
 

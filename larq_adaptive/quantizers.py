@@ -20,6 +20,7 @@ from larq_adaptive.ste import (
 __all__ = [
     "AdaBinActivationQuantizer",
     "AdaBinWeightQuantizer",
+    "ApproxSignQuantizer",
     "DySign",
     "RSign",
     "ReActNetWeightQuantizer",
@@ -144,6 +145,22 @@ class AdaBinActivationQuantizer(lq.quantizers.Quantizer):
 
     def get_config(self):
         return {**super().get_config(), "alpha_init": self.alpha_init, "beta_init": self.beta_init}
+
+
+@register
+class ApproxSignQuantizer(lq.quantizers.ApproxSign):
+    r"""larq's ``ApproxSign`` (Bi-Real's estimator), the same values bit for bit (tests):
+
+    \[ q(x) = \operatorname{sign}(x), \qquad \partial_x q = \max(0, 2 - 2|x|) \]
+
+    with the backward of :func:`larq_adaptive.ste.approx_sign` (``dy * relu(2 - 2|x|)``, no
+    ``tf.where``: 2.5x faster in float32, 3.2x in bfloat16 on CPU). The input quantizer of
+    the IR-Net units (``method="irnet"``: the DWR CIFAR-10 models).
+    """
+
+    def call(self, inputs):
+        # larq's base call after the sign (its flip-ratio metric), skipping larq's sign
+        return super(lq.quantizers.ApproxSign, self).call(approx_sign(inputs))
 
 
 @register

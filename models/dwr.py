@@ -13,7 +13,8 @@ whole pipeline as a command is ``larq-adaptive-dwr`` (:mod:`larq_adaptive.traini
 Binarizers. Every binary conv of the official CIFAR-10 code is ``IRConv2d``
 (``modules/ir_1w1a.py``): **unscaled** ``sign(W)`` with the clamp straight-through estimator
 ``sign(W).detach() - clamp(W, -1, 1).detach() + clamp(W, -1, 1)`` (larq ``SteSign``,
-``clip_value=1``) and ApproxSign activations (``binactivation.py``: larq ``ApproxSign``) --
+``clip_value=1``) and ApproxSign activations (``binactivation.py``: larq's ``ApproxSign``,
+as ``ApproxSignQuantizer`` with a faster backward) --
 also in ``dwr_reactnet_resnet20``, whose ReActNet parts are the learnable shifts around them
 (``LearnableBias`` before the conv = ``RSign``, ``PReLU`` between two shifts = ``RPReLU``),
 not ReActNet's scaled weights. Its stem and ``alg2`` keep Hardtanh and plain ApproxSign.

@@ -8,7 +8,7 @@ activation that follows the residual additions, and the binary convs' kernel ini
 | "adabin"   | ``AdaBinConv2D``    | ``AdaBinActivationQuantizer`` | ``AdaBinWeightQuantizer`` | ``Maxout`` | He normal, fan in |
 | "reactnet" | ``PaddedQuantConv2D`` | ``RSign``            | ``ReActNetWeightQuantizer`` | ``RPReLU`` | PyTorch default |
 | "dybnn"    | ``PaddedQuantConv2D`` | ``DySign``           | ``ReActNetWeightQuantizer`` | ``DyPReLU``| PyTorch default |
-| "irnet"    | ``PaddedQuantConv2D`` | larq ``ApproxSign``  | larq ``SteSign`` (unscaled) | ``HardTanh``| He normal, fan in |
+| "irnet"    | ``PaddedQuantConv2D`` | ``ApproxSignQuantizer`` | larq ``SteSign`` (unscaled) | ``HardTanh``| He normal, fan in |
 | "ste_sign" | ``PaddedQuantConv2D`` | larq ``SteSign``     | larq ``SteSign`` (unscaled) | ``HardTanh``| He normal, fan in |
 | "float"    | ``PaddedQuantConv2D`` | none                 | none                        | the architecture's | the architecture's |
 
@@ -37,6 +37,7 @@ from larq_adaptive.layers import (
 from larq_adaptive.quantizers import (
     AdaBinActivationQuantizer,
     AdaBinWeightQuantizer,
+    ApproxSignQuantizer,
     DySign,
     ReActNetWeightQuantizer,
     RSign,
@@ -93,7 +94,7 @@ TABLE = {
                           TORCH_DEFAULT),
     "dybnn": MethodRow(PaddedQuantConv2D, DySign, ReActNetWeightQuantizer, DyPReLU, TORCH_DEFAULT,
                        dynamic=True),
-    "irnet": MethodRow(PaddedQuantConv2D, lq.quantizers.ApproxSign, lq.quantizers.SteSign,
+    "irnet": MethodRow(PaddedQuantConv2D, ApproxSignQuantizer, lq.quantizers.SteSign,
                        HardTanh, HE_FAN_IN),
     "ste_sign": MethodRow(PaddedQuantConv2D, lq.quantizers.SteSign, lq.quantizers.SteSign,
                           HardTanh, HE_FAN_IN),

@@ -67,7 +67,8 @@ def test_bfloat16_ops_benchmark(tmp_path):
                           "--calls", "1")
     assert report["cpu"].startswith("CPU bfloat16 flags:") and report["cpu"] in stdout
     assert {"Conv2DBackpropInput", "SelectV2", "ReluGrad", "ApproxSign backward, larq",
-            "ApproxSign backward, larq_adaptive"} <= set(report["results"])
+            "ApproxSign backward, larq_adaptive", "HardTanh backward, clip_by_value",
+            "HardTanh backward, larq_adaptive"} <= set(report["results"])
     for op, row in report["results"].items():
         assert row["float32"] > 0 and row["bfloat16"] > 0 and math.isfinite(row["speedup"]), op
         assert f"| {op} |" in stdout

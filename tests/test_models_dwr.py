@@ -82,7 +82,7 @@ def test_dwr_resnet20_exact_sizes_and_layout(build_model):
     assert c["params"] == (27 * 16 + sum(9 * i * o for i, o, _ in convs)
                            + 2 * sum(bn_channels) + 64 * 10 + 10)
     layer = model.get_layer("stage2_block1_conv1")
-    assert layer.input_quantizer.__class__ is lq.quantizers.ApproxSign
+    assert layer.input_quantizer.__class__ is lqa.quantizers.ApproxSignQuantizer
     assert layer.kernel_quantizer.__class__ is lq.quantizers.SteSign
     assert layer.strides == (2, 2)
     assert model.get_layer("alg2_conv").filters == 64
@@ -151,7 +151,8 @@ def test_binary_weights_false(name, build_model):
         assert float(layer.kernel_quantizer.active.numpy()) == 0.0
     if "reactnet" in name:
         assert all(isinstance(layer.input_quantizer, RSign) for layer in convs[:-1])
-        assert type(model.get_layer("alg2_conv").input_quantizer) is lq.quantizers.ApproxSign
+        alg2 = model.get_layer("alg2_conv")
+        assert type(alg2.input_quantizer) is lqa.quantizers.ApproxSignQuantizer
         assert isinstance(model.get_layer("alg2_act"), lqa.layers.HardTanh)
 
 
@@ -196,6 +197,25 @@ def test_hardtanh_and_channel_slice():
     layer = ChannelSlice.from_config(ChannelSlice(0, 116).get_config())
     x = np.arange(2 * 3 * 3 * 128, dtype=np.float32).reshape(2, 3, 3, 128)
     np.testing.assert_array_equal(layer(x).numpy(), x[..., :116])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_hardtanh_gradient_is_pytorchs(dtype):
+    """By hand, as PyTorch's ``hardtanh_backward``: dy where -1 < x < 1, 0 elsewhere,
+    0 at exactly +-1 too (where TensorFlow's ``clip_by_value`` would pass dy)."""
+    from larq_adaptive.layers import HardTanh
+
+    x = tf.constant([-2.0, -1.0, -0.99609375, -0.5, 0.0, 0.5, 0.99609375, 1.0, 1.0078125, 3.0],
+                    dtype)  # every value exact in bfloat16
+    dy = tf.constant([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0], dtype)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = HardTanh(dtype=dtype)(x)
+    dx = tape.gradient(y, x, output_gradients=dy)
+    assert y.dtype == dx.dtype == tf.as_dtype(dtype)
+    np.testing.assert_array_equal(tf.cast(y, tf.float32).numpy(),
+                                  [-1, -1, -0.99609375, -0.5, 0, 0.5, 0.99609375, 1, 1, 1])
+    np.testing.assert_array_equal(tf.cast(dx, tf.float32).numpy(), [0, 0, 3, 4, 5, 6, 7, 0, 0, 0])
 
 
 def test_convalg_concatenates_scaled_channels_first():
@@ -314,7 +334,7 @@ def test_dwr_reactnet_resnet20_units_follow_the_official_code(build_model):
     model = build_model("dwr_reactnet_resnet20")
     assert isinstance(model.get_layer("stem_act"), lqa.layers.HardTanh)
     assert isinstance(model.get_layer("alg2_act"), lqa.layers.HardTanh)
-    assert type(model.get_layer("alg2_conv").input_quantizer) is lq.quantizers.ApproxSign
+    assert type(model.get_layer("alg2_conv").input_quantizer) is lqa.quantizers.ApproxSignQuantizer
     blocks = [layer for layer in binary_convs(model) if layer.name.startswith("stage")]
     assert len(blocks) == 6 and all(isinstance(layer.input_quantizer, RSign) for layer in blocks)
     acts = [layer for layer in model.layers if layer.name.startswith("stage")

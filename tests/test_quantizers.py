@@ -107,23 +107,26 @@ def test_adabin_activation_weights_are_named_scalars():
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_approx_sign_matches_larq_bit_for_bit(rng, dtype):
-    """``ste.approx_sign`` (relu form, no tf.where) against larq's own ``approx_sign`` and
-    the closed form, edges included: 0, +-1 (slope 0), just inside +-1, beyond."""
+    """``ste.approx_sign`` (relu form, no tf.where) and ``ApproxSignQuantizer`` built on
+    it against larq's own ``approx_sign`` and the closed form, edges included: 0, +-1 (slope 0), just inside +-1, beyond."""
     from larq_adaptive.ste import approx_sign
 
     edges = np.array([0.0, 1.0, -1.0, 0.99, -0.99, 1.01, -3.0, 0.5], np.float32)
     x = tf.cast(np.concatenate([edges, rng.normal(size=248).astype(np.float32)]), dtype)
     dy = tf.cast(rng.normal(size=256).astype(np.float32), dtype)
     results = []
-    for function in (approx_sign, lq.quantizers.approx_sign):
+    for function in (approx_sign, lq.quantizers.approx_sign,
+                     lqa.quantizers.ApproxSignQuantizer(dtype=dtype)):
         with tf.GradientTape() as tape:
             tape.watch(x)
             y = function(x)
         results.append((y.numpy(), tape.gradient(y, x, output_gradients=dy).numpy()))
-    (y, dx), (larq_y, larq_dx) = results
+    (y, dx), (larq_y, larq_dx), (layer_y, layer_dx) = results
     assert y.dtype == dx.dtype == x.dtype.as_numpy_dtype
     np.testing.assert_array_equal(y, larq_y)
     np.testing.assert_array_equal(dx, larq_dx)
+    np.testing.assert_array_equal(layer_y, larq_y)  # the quantizer class (DWR's IR-Net units)
+    np.testing.assert_array_equal(layer_dx, larq_dx)
     x32, dy32 = (np.asarray(t, np.float32) for t in (tf.cast(x, "float32"), tf.cast(dy, "float32")))
     np.testing.assert_array_equal(np.asarray(y, np.float32), sign(x32))
     np.testing.assert_allclose(np.asarray(dx, np.float32), dy32 * approx_sign_grad(x32),
