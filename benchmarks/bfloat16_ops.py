@@ -12,9 +12,10 @@ again, so its step gains much less. Two rows time the sign's straight-through ba
 (ApproxSign) as larq writes it (a comparison and a ``tf.where``: ``SelectV2``) and as
 ``larq_adaptive.ste.approx_sign`` does (``dy * relu(2 - 2|x|)``, the same values), which
 RSign, DySign and ``ApproxSignQuantizer`` use; two more HardTanh's backward through
-``tf.clip_by_value`` and as ``larq_adaptive.layers.HardTanh`` writes it (a mask multiply). Ops are timed in interleaved rounds (each op once in
-float32, once in bfloat16, per round), each call a ``tf.function``; the ratio is float32
-time / bfloat16 time (> 1: bfloat16 is faster). The CPU's bfloat16 flags are printed.
+``tf.clip_by_value`` and as ``larq_adaptive.layers.HardTanh`` writes it (a mask multiply).
+Ops are timed in interleaved rounds (each op once in float32, once in bfloat16, per round),
+each call a ``tf.function``; the ratio is float32 time / bfloat16 time (> 1: bfloat16 is
+faster). The CPU's bfloat16 flags are printed.
 """
 
 import argparse

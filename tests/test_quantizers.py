@@ -108,7 +108,8 @@ def test_adabin_activation_weights_are_named_scalars():
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_approx_sign_matches_larq_bit_for_bit(rng, dtype):
     """``ste.approx_sign`` (relu form, no tf.where) and ``ApproxSignQuantizer`` built on
-    it against larq's own ``approx_sign`` and the closed form, edges included: 0, +-1 (slope 0), just inside +-1, beyond."""
+    it against larq's own ``approx_sign`` and the closed form, edges included: 0, +-1
+    (slope 0), just inside +-1, beyond."""
     from larq_adaptive.ste import approx_sign
 
     edges = np.array([0.0, 1.0, -1.0, 0.99, -0.99, 1.01, -3.0, 0.5], np.float32)
