@@ -12,7 +12,9 @@ again, so its step gains much less. Two rows time the sign's straight-through ba
 (ApproxSign) as larq writes it (a comparison and a ``tf.where``: ``SelectV2``) and as
 ``larq_adaptive.ste.approx_sign`` does (``dy * relu(2 - 2|x|)``, the same values), which
 RSign, DySign and ``ApproxSignQuantizer`` use; two more HardTanh's backward through
-``tf.clip_by_value`` and as ``larq_adaptive.layers.HardTanh`` writes it (a mask multiply).
+``tf.clip_by_value`` and as ``larq_adaptive.layers.HardTanh`` writes it (a mask multiply);
+two more Maxout's forward and backward by automatic differentiation of
+``p relu(x) - n relu(-x)`` and as ``larq_adaptive.layers.activations.two_slope`` writes it.
 Ops are timed in interleaved rounds (each op once in float32, once in bfloat16, per round),
 each call a ``tf.function``; the ratio is float32 time / bfloat16 time (> 1: bfloat16 is
 faster). The CPU's bfloat16 flags are printed.
@@ -31,6 +33,7 @@ import larq as lq  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from larq_adaptive.layers import HardTanh  # noqa: E402
+from larq_adaptive.layers.activations import two_slope  # noqa: E402
 from larq_adaptive.ste import approx_sign  # noqa: E402
 from larq_adaptive.training.runtime import bfloat16_cpu_line  # noqa: E402
 
@@ -47,6 +50,20 @@ def _backward(function):
         return tape.gradient(y, x, output_gradients=dy)
 
     return backward
+
+
+def _two_slope_step(function):
+    """x, dy, kernel -> ``function(x, pos, neg)`` and the gradients of x and of both
+    per-channel slopes (one Maxout forward and backward pass)."""
+
+    def step(x, dy, kernel):
+        pos, neg = tf.ones([CHANNELS], x.dtype), tf.fill([CHANNELS], tf.cast(0.25, x.dtype))
+        with tf.GradientTape() as tape:
+            tape.watch([x, pos, neg])
+            y = function(x, pos, neg)
+        return tape.gradient(y, [x, pos, neg], output_gradients=dy)
+
+    return step
 
 
 # name -> f(x, dy, kernel): one op (or one op's gradient) on activation-sized tensors
@@ -74,6 +91,11 @@ OPS = {
     # and as larq_adaptive.layers.HardTanh writes it (dy * cast(|x| < 1)), PyTorch's mask
     "HardTanh backward, clip_by_value": _backward(lambda x: tf.clip_by_value(x, -1.0, 1.0)),
     "HardTanh backward, larq_adaptive": _backward(lambda x: HardTanh(dtype=x.dtype)(x)),
+    # Maxout (and, with pos = 1, RPReLU's PReLU in training) by automatic differentiation
+    # of p relu(x) - n relu(-x), and as larq_adaptive.layers.two_slope writes it
+    "Maxout forward + backward, autodiff": _two_slope_step(
+        lambda x, pos, neg: pos * tf.nn.relu(x) - neg * tf.nn.relu(-x)),
+    "Maxout forward + backward, larq_adaptive": _two_slope_step(two_slope),
     "Cast (to the other dtype)": lambda x, dy, w: tf.cast(
         x, tf.float32 if x.dtype == tf.bfloat16 else tf.bfloat16),
 }

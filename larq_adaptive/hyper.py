@@ -20,6 +20,19 @@ import tensorflow as tf
 from larq_adaptive.serialization import build_sublayer, register
 
 
+@tf.custom_gradient
+def global_average_pool(x):
+    """Mean over the spatial axes of an NHWC tensor, (N, H, W, C) -> (N, C). Its backward
+    divides the small (N, C) gradient by H W before broadcasting it, one full-size pass where
+    ``tf.reduce_mean``'s gradient tiles first and divides at full size (two)."""
+
+    def grad(dy):
+        pixels = tf.cast(tf.shape(x)[1] * tf.shape(x)[2], dy.dtype)
+        return tf.broadcast_to((dy / pixels)[:, tf.newaxis, tf.newaxis, :], tf.shape(x))
+
+    return tf.reduce_mean(x, axis=[1, 2]), grad
+
+
 @register
 class HyperFunction(tf.keras.layers.Layer):
     """GAP -> FC -> act -> FC, returning shape (N, 1, 1, units) for NHWC inputs."""
@@ -49,7 +62,7 @@ class HyperFunction(tf.keras.layers.Layer):
         super().build(input_shape)
 
     def call(self, inputs):
-        pooled = tf.reduce_mean(inputs, axis=[1, 2])
+        pooled = global_average_pool(inputs)
         params = self.fc2(self.fc1(pooled))
         return params[:, tf.newaxis, tf.newaxis, :]
 

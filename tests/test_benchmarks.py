@@ -29,8 +29,22 @@ def test_train_step_policy_comparison(tmp_path):
     assert set(report["results"]) == {"adabin_resnet20", "dwr_reactnet_resnet20"}
     for name, row in report["results"].items():
         assert math.isfinite(row["speedup"]) and row["speedup"] > 0, name
-        assert math.isfinite(row["speedup_fastest"]) and row["speedup_fastest"] > 0, name
+        assert math.isfinite(row["speedup_lower_quartile"]) and row["speedup_lower_quartile"] > 0, name
+        assert row["stalled_steps"]["of"] == len(row["samples_ms"]["float32"]) == 1, name
         assert f"| {name} |" in stdout
+
+
+@pytest.mark.slow  # seven ResNet-20s built and stepped
+def test_train_step_quantizer_comparison(tmp_path):
+    stdout, report = _run(tmp_path, "train_step.py", "--batch-size", "2", "--rounds", "1",
+                          "--steps", "2")
+    rows = report["results"]
+    assert len(rows) == 7 and rows["plain_ste_sign_resnet20"]["ratio_to_reference"] == 1.0
+    for name in ("adabin_resnet20", "reactnet_resnet20", "dybnn_resnet20"):
+        for key in ("ratio_to_ste_sign_twin", "ratio_to_ste_sign_twin_lower_quartile"):
+            assert math.isfinite(rows[name][key]) and rows[name][key] > 0, (name, key)
+        assert rows[name + "+ste_sign"]["ratio_to_ste_sign_twin"] is None
+        assert len(rows[name]["samples_ms"]) == 2 and f"| {name} |" in stdout
 
 
 @pytest.mark.slow  # four processes of TensorFlow
@@ -68,7 +82,8 @@ def test_bfloat16_ops_benchmark(tmp_path):
     assert report["cpu"].startswith("CPU bfloat16 flags:") and report["cpu"] in stdout
     assert {"Conv2DBackpropInput", "SelectV2", "ReluGrad", "ApproxSign backward, larq",
             "ApproxSign backward, larq_adaptive", "HardTanh backward, clip_by_value",
-            "HardTanh backward, larq_adaptive"} <= set(report["results"])
+            "HardTanh backward, larq_adaptive", "Maxout forward + backward, autodiff",
+            "Maxout forward + backward, larq_adaptive"} <= set(report["results"])
     for op, row in report["results"].items():
         assert row["float32"] > 0 and row["bfloat16"] > 0 and math.isfinite(row["speedup"]), op
         assert f"| {op} |" in stdout

@@ -14,14 +14,15 @@ def rng():
     return np.random.default_rng(1)
 
 
-def grads_of(layer, x, c):
+def grads_of(layer, x, c, **call_kwargs):
     x = tf.Variable(x)
     with tf.GradientTape() as tape:
-        loss = tf.reduce_sum(layer(x) * c)
+        loss = tf.reduce_sum(layer(x, **call_kwargs) * c)
     return tape.gradient(loss, [x] + layer.trainable_weights)
 
 
-def test_maxout_forward_and_gradients(rng):
+@pytest.mark.parametrize("training", [False, True])  # exact form / written-out backward
+def test_maxout_forward_and_gradients(rng, training):
     x = rng.normal(size=(2, 3, 3, 4)).astype(np.float32)
     c = rng.normal(size=x.shape).astype(np.float32)
     layer = lqa.layers.Maxout()
@@ -33,14 +34,67 @@ def test_maxout_forward_and_gradients(rng):
     layer.pos_scale.assign(p)
     layer.neg_scale.assign(n)
     expected = np.where(x > 0, p * x, n * x)
-    np.testing.assert_allclose(layer(x).numpy(), expected, rtol=1e-6)
-    dx, dp, dn = [g.numpy() for g in grads_of(layer, x, c)]
+    np.testing.assert_allclose(layer(x, training=training).numpy(), expected, rtol=1e-6)
+    dx, dp, dn = [g.numpy() for g in grads_of(layer, x, c, training=training)]
     np.testing.assert_allclose(dx, c * np.where(x > 0, p, n), rtol=1e-6)
     np.testing.assert_allclose(dp, (c * np.maximum(x, 0)).sum((0, 1, 2)), rtol=1e-5)
     np.testing.assert_allclose(dn, (c * np.minimum(x, 0)).sum((0, 1, 2)), rtol=1e-5)
 
 
-def test_rprelu_forward_and_gradients(rng):
+@pytest.mark.parametrize("dtype, rtol", [(tf.float32, 1e-6), (tf.bfloat16, 2e-2)])
+def test_two_slope_hand_derived_in_float32_and_bfloat16(rng, dtype, rtol):
+    from larq_adaptive.layers.activations import two_slope
+
+    x = rng.normal(size=(4, 5, 5, 3)).astype(np.float32)
+    x[0, 0, 0] = 0.0  # the documented choice at 0: slope n
+    c = rng.normal(size=x.shape).astype(np.float32)
+    p, n = np.array([1.5, -0.3, 0.7], np.float32), np.array([0.1, -0.9, 1.2], np.float32)
+    # inputs rounded to the dtype first, so the references see the same numbers
+    x, c, p, n = [tf.cast(tf.cast(v, dtype), tf.float32).numpy() for v in (x, c, p, n)]
+    args = [tf.constant(v, dtype) for v in (x, p, n)]
+    with tf.GradientTape() as tape:
+        tape.watch(args)
+        y = two_slope(*args)
+    grads = tape.gradient(y, args, output_gradients=tf.constant(c, dtype))
+    assert y.dtype == dtype and all(g.dtype == dtype for g in grads)
+    slope = np.where(x > 0, p, n)
+    tolerance = dict(rtol=rtol, atol=rtol * 1e-3)
+    np.testing.assert_allclose(tf.cast(y, tf.float32), slope * x, **tolerance)
+    np.testing.assert_allclose(tf.cast(grads[0], tf.float32), c * slope, **tolerance)
+    dp, dn = (c * x * (x > 0)).sum((0, 1, 2)), (c * x * (x <= 0)).sum((0, 1, 2))
+    np.testing.assert_allclose(tf.cast(grads[1], tf.float32), dp, rtol=rtol, atol=rtol)
+    np.testing.assert_allclose(tf.cast(grads[2], tf.float32), dn, rtol=rtol, atol=rtol)
+
+
+def test_fit_takes_the_two_slope_path_and_predict_the_exact_one(monkeypatch):
+    """model.fit traces Maxout and RPReLU through two_slope (the faster backward); predict
+    and export through the exact forms (PReLU: one TFLite op)."""
+    from larq_adaptive.layers import activations
+
+    calls = []
+
+    def counting(*args):
+        calls.append(1)
+        return two_slope(*args)
+
+    two_slope = activations.two_slope
+    monkeypatch.setattr(activations, "two_slope", counting)
+    data = np.ones((2, 4, 4, 3), np.float32), np.zeros((2, 2), np.float32)
+    for layer in (lqa.layers.Maxout(), lqa.layers.RPReLU(), lqa.layers.DyPReLU()):
+        inputs = tf.keras.Input((4, 4, 3))
+        x = layer(tf.keras.layers.Conv2D(4, 3, padding="same")(inputs))
+        model = tf.keras.Model(inputs, tf.keras.layers.Dense(2)(tf.keras.layers.Flatten()(x)))
+        model.compile("sgd", "mse")
+        calls.clear()
+        model.predict(data[0], verbose=0)
+        model.evaluate(*data, verbose=0)
+        assert calls == [], layer.name
+        model.fit(*data, epochs=1, verbose=0)
+        assert calls, layer.name
+
+
+@pytest.mark.parametrize("training", [False, True])  # native PReLU / written-out backward
+def test_rprelu_forward_and_gradients(rng, training):
     x = rng.normal(size=(2, 3, 3, 4)).astype(np.float32)
     c = rng.normal(size=x.shape).astype(np.float32)
     layer = lqa.layers.RPReLU()
@@ -51,11 +105,13 @@ def test_rprelu_forward_and_gradients(rng):
     layer.bias_out.assign(b2)
     slope = layer.prelu.alpha.numpy().reshape(-1)
     np.testing.assert_array_equal(slope, 0.25)  # PyTorch nn.PReLU init, one slope per channel
+    slope = np.array([0.25, -0.5, 1.3, 0.0], np.float32)  # unconstrained, as PyTorch's
+    layer.prelu.alpha.assign(slope.reshape(layer.prelu.alpha.shape))
     z = x + b1
-    np.testing.assert_allclose(layer(x).numpy(), np.where(z > 0, z, 0.25 * z) + b2, rtol=1e-6)
+    np.testing.assert_allclose(layer(x, training=training).numpy(), np.where(z > 0, z, slope * z) + b2, rtol=1e-6)
     grads = dict(zip(["x"] + [w.name.split("/")[-1] for w in layer.trainable_weights],
-                     [g.numpy() for g in grads_of(layer, x, c)]))
-    local = np.where(z > 0, 1.0, 0.25)
+                     [g.numpy() for g in grads_of(layer, x, c, training=training)]))
+    local = np.where(z > 0, 1.0, slope)
     np.testing.assert_allclose(grads["x"], c * local, rtol=1e-6)
     np.testing.assert_allclose(grads["bias_in:0"], (c * local).sum((0, 1, 2)), rtol=1e-5)
     np.testing.assert_allclose(grads["bias_out:0"], c.sum((0, 1, 2)), rtol=1e-5)
@@ -77,6 +133,29 @@ def test_dyprelu_starts_as_rprelu_and_shifts_per_sample(rng):
     gamma, zeta = shifts[:, None, None, :8], shifts[:, None, None, 8:]
     z = x - gamma
     np.testing.assert_allclose(dy(x).numpy(), np.where(z > 0, z, 0.25 * z) + zeta, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_dyprelu_gradients_through_the_hyper_function(rng, training):
+    """Hand-derived: the direct PReLU path plus the path through GAP -> FC -> FC."""
+    x = rng.normal(size=(3, 4, 4, 8)).astype(np.float32)
+    c = rng.normal(size=x.shape).astype(np.float32)
+    layer = lqa.layers.DyPReLU(reduction=2, hidden_activation=None)
+    layer.build(x.shape)
+    w1 = rng.normal(size=(8, 4)).astype(np.float32)
+    w2 = rng.normal(size=(4, 16)).astype(np.float32)
+    layer.shift.fc1.set_weights([w1, np.zeros(4, np.float32)])
+    layer.shift.fc2.set_weights([w2, np.zeros(16, np.float32)])
+    slope = np.array([0.25, -0.5, 1.3, 0.0, 0.25, 0.7, 2.0, -1.0], np.float32)
+    layer.prelu.alpha.assign(slope.reshape(layer.prelu.alpha.shape))
+    shifts = x.mean(axis=(1, 2)) @ w1 @ w2
+    z = x - shifts[:, None, None, :8]
+    local = np.where(z > 0, 1.0, slope)
+    d_shifts = np.concatenate([-(c * local).sum((1, 2)), c.sum((1, 2))], axis=-1)
+    d_pooled = d_shifts @ (w1 @ w2).T
+    expected = c * local + d_pooled[:, None, None, :] / 16.0
+    dx = grads_of(layer, x, c, training=training)[0].numpy()
+    np.testing.assert_allclose(dx, expected, rtol=1e-4, atol=1e-5)
 
 
 def test_option_a_shortcut_matches_numpy(rng):

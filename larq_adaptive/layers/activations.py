@@ -15,6 +15,43 @@ def _channel_weight(layer, name, channels, value):
     )
 
 
+def _is_training(training):
+    """Whether a Keras ``training`` argument (None, a bool or a boolean tensor) is True."""
+    return training is not None and bool(tf.get_static_value(training))
+
+
+@tf.custom_gradient
+def two_slope(x, pos, neg):
+    r"""``pos * x`` where ``x > 0``, else ``neg * x``, with per-channel slopes (broadcast on the
+    last axis) and the gradients written out:
+
+    \[ s = n + (p - n)\,1_{x > 0}, \quad y = s\,x, \qquad
+       \frac{\partial y}{\partial x} = s, \quad \frac{\partial y}{\partial p} = x\,1_{x > 0},
+       \quad \frac{\partial y}{\partial n} = x\,1_{x \le 0} \]
+
+    (the slope gradients summed over all axes but the last). Five full-size passes forward and
+    four backward, against eleven for automatic differentiation of
+    ``p relu(x) - n relu(-x)``, whose ``Relu``/``ReluGrad`` and broadcast multiplies are
+    slower in bfloat16 than in float32 on CPU (docs/training.md, "Mixed precision"). At
+    exactly ``x = 0`` the input gradient is ``n`` where PyTorch's ``relu`` backward gives 0
+    (an exact 0 after BN and the residual add is practically never hit), and ``s`` for
+    ``x > 0`` is ``n + (p - n)``: ``p`` up to one rounding. Maxout and RPReLU use it in
+    training only; inference keeps the exact ``p relu(x) - n relu(-x)`` and PReLU.
+    """
+    positive = tf.cast(x > 0, x.dtype)
+    slope = neg + (pos - neg) * positive
+
+    def grad(dy):
+        axes = list(range(x.shape.rank - 1))
+        dy_x = dy * x
+        dy_x_positive = dy_x * positive
+        # dy_x - dy_x_positive is exact element-wise (one of the two terms is 0)
+        return (dy * slope, tf.reduce_sum(dy_x_positive, axes),
+                tf.reduce_sum(dy_x - dy_x_positive, axes))
+
+    return slope * x, grad
+
+
 @register
 class Maxout(tf.keras.layers.Layer):
     r"""AdaBin's per-channel two-slope activation (the official code calls it Maxout):
@@ -22,7 +59,9 @@ class Maxout(tf.keras.layers.Layer):
     \[ f(x)_c = p_c \operatorname{ReLU}(x_c) - n_c \operatorname{ReLU}(-x_c) \]
 
     ``pos_scale`` p (init 1.0) and ``neg_scale`` n (init 0.25) are learnable and
-    unconstrained: the official checkpoint has negative values of both.
+    unconstrained: the official checkpoint has negative values of both. In training
+    (``training=True``, as in ``model.fit``) it runs through :func:`two_slope`, whose
+    written-out backward has fewer full-size passes.
     """
 
     def __init__(self, pos_init=1.0, neg_init=0.25, **kwargs):
@@ -36,9 +75,11 @@ class Maxout(tf.keras.layers.Layer):
         self.neg_scale = _channel_weight(self, "neg_scale", channels, self.neg_init)
         super().build(input_shape)
 
-    def call(self, inputs):
+    def call(self, inputs, training=None):
         pos = tf.cast(self.pos_scale, inputs.dtype)
         neg = tf.cast(self.neg_scale, inputs.dtype)
+        if _is_training(training):
+            return two_slope(inputs, pos, neg)
         return pos * tf.nn.relu(inputs) - neg * tf.nn.relu(-inputs)
 
     def get_config(self):
@@ -52,7 +93,9 @@ class RPReLU(tf.keras.layers.Layer):
     \[ f(x)_c = \operatorname{PReLU}_c(x_c + b^{in}_c) + b^{out}_c \]
 
     The PReLU is a native ``keras.layers.PReLU`` (slope init 0.25, one per channel), which
-    TFLite converts to its PRELU op. Shifts ``bias_in``/``bias_out`` start at 0.
+    TFLite converts to its PRELU op. In training (``training=True``, as in ``model.fit``) the
+    same slope runs through :func:`two_slope` instead, whose written-out backward has fewer
+    full-size passes. Shifts ``bias_in``/``bias_out`` start at 0.
     """
 
     def __init__(self, slope_init=0.25, **kwargs):
@@ -76,11 +119,15 @@ class RPReLU(tf.keras.layers.Layer):
         """(input shift, output shift), broadcastable against ``inputs``."""
         return self.bias_in, self.bias_out
 
-    def call(self, inputs):
+    def call(self, inputs, training=None):
         shift_in, shift_out = self.shifts(inputs)
-        return self.prelu(inputs + tf.cast(shift_in, inputs.dtype)) + tf.cast(
-            shift_out, inputs.dtype
-        )
+        shifted = inputs + tf.cast(shift_in, inputs.dtype)
+        if _is_training(training):  # inference keeps PReLU: one TFLite PRELU op
+            slope = tf.reshape(tf.cast(self.prelu.alpha, inputs.dtype), [-1])
+            activated = two_slope(shifted, tf.ones_like(slope), slope)
+        else:
+            activated = self.prelu(shifted)
+        return activated + tf.cast(shift_out, inputs.dtype)
 
     def get_config(self):
         return {**super().get_config(), "slope_init": self.slope_init}
