@@ -61,7 +61,7 @@ def _two_slope_step(function):
         with tf.GradientTape() as tape:
             tape.watch([x, pos, neg])
             y = function(x, pos, neg)
-        return tape.gradient(y, [x, pos, neg], output_gradients=dy)
+        return [y, *tape.gradient(y, [x, pos, neg], output_gradients=dy)]
 
     return step
 
@@ -92,7 +92,7 @@ OPS = {
     "HardTanh backward, clip_by_value": _backward(lambda x: tf.clip_by_value(x, -1.0, 1.0)),
     "HardTanh backward, larq_adaptive": _backward(lambda x: HardTanh(dtype=x.dtype)(x)),
     # Maxout (and, with pos = 1, RPReLU's PReLU in training) by automatic differentiation
-    # of p relu(x) - n relu(-x), and as larq_adaptive.layers.two_slope writes it
+    # of p relu(x) - n relu(-x), and as larq_adaptive.layers.activations.two_slope writes it
     "Maxout forward + backward, autodiff": _two_slope_step(
         lambda x, pos, neg: pos * tf.nn.relu(x) - neg * tf.nn.relu(-x)),
     "Maxout forward + backward, larq_adaptive": _two_slope_step(two_slope),

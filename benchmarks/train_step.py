@@ -20,9 +20,10 @@ convolution-heavy DWR CIFAR models (dwr_vgg_small, dwr_resnet18_cifar) and the f
 float_adabin_resnet20 (the ceiling), each built under the policy and under float32;
 the ratio is float32 step time / policy step time (> 1: the policy is faster), of the
 medians and of the lower quartiles of the per-step times. The lower quartile is the speed of
-an undisturbed step: on the 2-core VM of docs/training.md some steps stall (630-645 ms,
-whatever the model and policy, with the CPU time of a normal step), and the table counts them
-per policy ("stalled steps": >= 1.5x the lower quartile). The CPU's bfloat16 flags are
+an undisturbed step: on the 2-core VM of docs/training.md some steps stall (ResNet-20s:
+629-645 ms whatever the model and policy, with the CPU time of a normal step), and the table
+counts the steps of at least 1.5x the lower quartile per policy ("stalled steps"; a stall
+that ends at ~640 ms hides in a step of more than ~430 ms). The CPU's bfloat16 flags are
 printed: without AVX512-BF16 or AMX TensorFlow emulates bfloat16.
 
 Each model is compiled (SGD momentum 0.9 + coupled weight decay, as the recipes) and warmed
@@ -106,7 +107,9 @@ def build(name, batch_size):
 
 
 def lower_quartile(samples):
-    return statistics.quantiles(samples, n=4)[0] if len(samples) > 1 else samples[0]
+    """The first quartile, interpolated between samples (never below the fastest step)."""
+    return statistics.quantiles(samples, n=4, method="inclusive")[0] if len(samples) > 1 \
+        else samples[0]
 
 
 def time_steps(names, args):

@@ -66,6 +66,23 @@ def test_two_slope_hand_derived_in_float32_and_bfloat16(rng, dtype, rtol):
     np.testing.assert_allclose(tf.cast(grads[2], tf.float32), dn, rtol=rtol, atol=rtol)
 
 
+def test_two_slope_uses_exactly_p_and_n_in_bfloat16(rng):
+    """The slope is p or n itself, not n + (p - n) (which rounds p - n in bfloat16:
+    p = 1, n = -0.3 would scale the identity branch by 0.996)."""
+    from larq_adaptive.layers.activations import two_slope
+
+    x = tf.constant(rng.normal(size=(2, 3, 3, 2)), tf.bfloat16)
+    pos, neg = tf.constant([1.0, 0.01], tf.bfloat16), tf.constant([-0.3, -2.0], tf.bfloat16)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = two_slope(x, pos, neg)
+    dx = tape.gradient(y, x, output_gradients=tf.ones_like(x))
+    expected = tf.where(x > 0, x * pos, x * neg)  # one bfloat16 rounding of p x or n x
+    np.testing.assert_array_equal(tf.cast(y, tf.float32), tf.cast(expected, tf.float32))
+    np.testing.assert_array_equal(tf.cast(dx, tf.float32),
+                                  tf.cast(tf.where(x > 0, pos, neg) + 0 * x, tf.float32))
+
+
 def test_fit_takes_the_two_slope_path_and_predict_the_exact_one(monkeypatch):
     """model.fit traces Maxout and RPReLU through two_slope (the faster backward); predict
     and export through the exact forms (PReLU: one TFLite op)."""

@@ -25,29 +25,31 @@ def two_slope(x, pos, neg):
     r"""``pos * x`` where ``x > 0``, else ``neg * x``, with per-channel slopes (broadcast on the
     last axis) and the gradients written out:
 
-    \[ s = n + (p - n)\,1_{x > 0}, \quad y = s\,x, \qquad
-       \frac{\partial y}{\partial x} = s, \quad \frac{\partial y}{\partial p} = x\,1_{x > 0},
-       \quad \frac{\partial y}{\partial n} = x\,1_{x \le 0} \]
+    \[ m = 1_{x > 0}, \quad s = p\,m + n\,(1 - m), \quad y = s\,x, \qquad
+       \frac{\partial y}{\partial x} = s, \quad \frac{\partial y}{\partial p} = x\,m,
+       \quad \frac{\partial y}{\partial n} = x\,(1 - m) \]
 
-    (the slope gradients summed over all axes but the last). Five full-size passes forward and
-    four backward, against eleven for automatic differentiation of
-    ``p relu(x) - n relu(-x)``, whose ``Relu``/``ReluGrad`` and broadcast multiplies are
-    slower in bfloat16 than in float32 on CPU (docs/training.md, "Mixed precision"). At
-    exactly ``x = 0`` the input gradient is ``n`` where PyTorch's ``relu`` backward gives 0
-    (an exact 0 after BN and the residual add is practically never hit), and ``s`` for
-    ``x > 0`` is ``n + (p - n)``: ``p`` up to one rounding. Maxout and RPReLU use it in
-    training only; inference keeps the exact ``p relu(x) - n relu(-x)`` and PReLU.
+    (the slope gradients summed over all axes but the last). ``s`` is exactly ``p`` or ``n``
+    in every dtype (one of its two terms is 0; ``n + (p - n) m`` would round ``p - n`` and
+    bias a whole channel in bfloat16). Seven full-size passes forward and four backward,
+    against about fifteen for automatic differentiation of ``p relu(x) - n relu(-x)``, whose
+    ``Relu``/``ReluGrad`` are slower in bfloat16 than in float32 on CPU (docs/training.md,
+    "Mixed precision"). At ``x = 0`` the input gradient is ``n``, as PyTorch's ``nn.PReLU``
+    backward gives; ``relu``'s backward (the official AdaBin Maxout, Keras's PReLU) gives 0.
+    In float32 an exact 0 after BN and the residual add practically never occurs; in
+    bfloat16 a residual add can round to it, and only the gradient of those elements moves.
+    Maxout and RPReLU use it in training only; inference keeps the exact
+    ``p relu(x) - n relu(-x)`` and PReLU.
     """
     positive = tf.cast(x > 0, x.dtype)
-    slope = neg + (pos - neg) * positive
+    negative = 1.0 - positive
+    slope = pos * positive + neg * negative
 
     def grad(dy):
-        axes = list(range(x.shape.rank - 1))
+        axes = tf.range(tf.rank(x) - 1)
         dy_x = dy * x
-        dy_x_positive = dy_x * positive
-        # dy_x - dy_x_positive is exact element-wise (one of the two terms is 0)
-        return (dy * slope, tf.reduce_sum(dy_x_positive, axes),
-                tf.reduce_sum(dy_x - dy_x_positive, axes))
+        return (dy * slope, tf.reduce_sum(dy_x * positive, axes),
+                tf.reduce_sum(dy_x * negative, axes))
 
     return slope * x, grad
 
