@@ -14,7 +14,10 @@ again, so its step gains much less. Two rows time the sign's straight-through ba
 RSign, DySign and ``ApproxSignQuantizer`` use; two more HardTanh's backward through
 ``tf.clip_by_value`` and as ``larq_adaptive.layers.HardTanh`` writes it (a mask multiply);
 two more Maxout's forward and backward by automatic differentiation of
-``p relu(x) - n relu(-x)`` and as ``larq_adaptive.layers.activations.two_slope`` writes it.
+``p relu(x) - n relu(-x)`` and as ``larq_adaptive.layers.activations.two_slope`` writes it;
+two more RPReLU's PReLU in training through ``two_slope`` and through
+``larq_adaptive.layers.activations.prelu``; and a per-channel product as TensorFlow's
+broadcasting ``Mul`` and as the 1x1 depthwise convolution those two use.
 Ops are timed in interleaved rounds (each op once in float32, once in bfloat16, per round),
 each call a ``tf.function``; the ratio is float32 time / bfloat16 time (> 1: bfloat16 is
 faster). The CPU's bfloat16 flags are printed.
@@ -33,7 +36,7 @@ import larq as lq  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from larq_adaptive.layers import HardTanh  # noqa: E402
-from larq_adaptive.layers.activations import two_slope  # noqa: E402
+from larq_adaptive.layers.activations import _scale_channels, prelu, two_slope  # noqa: E402
 from larq_adaptive.ste import approx_sign  # noqa: E402
 from larq_adaptive.training.runtime import bfloat16_cpu_line  # noqa: E402
 
@@ -61,7 +64,8 @@ def _two_slope_step(function):
         with tf.GradientTape() as tape:
             tape.watch([x, pos, neg])
             y = function(x, pos, neg)
-        return [y, *tape.gradient(y, [x, pos, neg], output_gradients=dy)]
+        return [y, *tape.gradient(y, [x, pos, neg], output_gradients=dy,
+                                  unconnected_gradients="zero")]
 
     return step
 
@@ -96,6 +100,15 @@ OPS = {
     "Maxout forward + backward, autodiff": _two_slope_step(
         lambda x, pos, neg: pos * tf.nn.relu(x) - neg * tf.nn.relu(-x)),
     "Maxout forward + backward, larq_adaptive": _two_slope_step(two_slope),
+    # RPReLU's PReLU in training (pos = 1): two_slope, and prelu with one product fewer
+    "PReLU forward + backward, two_slope": _two_slope_step(
+        lambda x, pos, neg: two_slope(x, tf.ones_like(neg), neg)),
+    "PReLU forward + backward, larq_adaptive": _two_slope_step(
+        lambda x, pos, neg: prelu(x, neg)),
+    # a per-channel product (Maxout's and PReLU's slopes): TensorFlow's broadcasting Mul,
+    # and the 1x1 depthwise convolution larq_adaptive uses on NHWC tensors (same values)
+    "Mul by a per-channel vector": lambda x, dy, w: x * w[0, 0, 0],
+    "Mul by a per-channel vector, 1x1 depthwise": lambda x, dy, w: _scale_channels(x, w[0, 0, 0]),
     "Cast (to the other dtype)": lambda x, dy, w: tf.cast(
         x, tf.float32 if x.dtype == tf.bfloat16 else tf.bfloat16),
 }

@@ -83,10 +83,31 @@ def test_bfloat16_ops_benchmark(tmp_path):
     assert {"Conv2DBackpropInput", "SelectV2", "ReluGrad", "ApproxSign backward, larq",
             "ApproxSign backward, larq_adaptive", "HardTanh backward, clip_by_value",
             "HardTanh backward, larq_adaptive", "Maxout forward + backward, autodiff",
-            "Maxout forward + backward, larq_adaptive"} <= set(report["results"])
+            "Maxout forward + backward, larq_adaptive", "PReLU forward + backward, larq_adaptive",
+            "Mul by a per-channel vector, 1x1 depthwise"} <= set(report["results"])
     for op, row in report["results"].items():
         assert row["float32"] > 0 and row["bfloat16"] > 0 and math.isfinite(row["speedup"]), op
         assert f"| {op} |" in stdout
+
+
+@pytest.mark.slow  # two profiled steps of one ResNet-20 (emulated bfloat16 on most CPUs)
+def test_op_time_benchmark(tmp_path):
+    stdout, report = _run(tmp_path, "op_time.py", "--models", "float_adabin_resnet20",
+                          "--batch-size", "2", "--steps", "1")
+    assert report["cpu"].startswith("CPU bfloat16 flags:") and report["cpu"] in stdout
+    row = report["results"]["float_adabin_resnet20"]
+    full, reduced = row["float32_ms"], row["mixed_bfloat16_ms"]
+    for times in (full, reduced):  # the profile's kernels were found and grouped
+        assert set(times) == {"conv", "batch_norm", "other"} and min(times.values()) > 0
+    assert math.isclose(row["ops_speedup"], sum(full.values()) / sum(reduced.values()),
+                        rel_tol=0.05)
+    # ops one at a time (the default): the op times cannot add up to more than the step
+    assert all(0 < share <= 1.05 for share in row["ops_over_step"])
+    assert math.isclose(row["ceiling"], sum(full.values())
+                        / (reduced["conv"] + reduced["batch_norm"] + full["other"]), rel_tol=0.05)
+    assert row["top_other_ops_ms"] and all(a >= 0 and b >= 0
+                                           for a, b in row["top_other_ops_ms"].values())
+    assert "| float_adabin_resnet20 |" in stdout and "largest other ops" in stdout
 
 
 @pytest.mark.slow  # decodes, augments and trains a little in three scenarios

@@ -84,20 +84,23 @@ def test_two_slope_uses_exactly_p_and_n_in_bfloat16(rng):
 
 
 def test_fit_takes_the_two_slope_path_and_predict_the_exact_one(monkeypatch):
-    """model.fit traces Maxout and RPReLU through two_slope (the faster backward); predict
-    and export through the exact forms (PReLU: one TFLite op)."""
+    """model.fit traces Maxout through two_slope and RPReLU/DyPReLU through prelu (the faster
+    backwards); predict and export through the exact forms (PReLU: one TFLite op)."""
     from larq_adaptive.layers import activations
 
     calls = []
 
-    def counting(*args):
-        calls.append(1)
-        return two_slope(*args)
+    def counting(function):
+        def wrapped(*args):
+            calls.append(function.__name__)
+            return function(*args)
+        return wrapped
 
-    two_slope = activations.two_slope
-    monkeypatch.setattr(activations, "two_slope", counting)
+    for name in ("two_slope", "prelu"):
+        monkeypatch.setattr(activations, name, counting(getattr(activations, name)))
     data = np.ones((2, 4, 4, 3), np.float32), np.zeros((2, 2), np.float32)
-    for layer in (lqa.layers.Maxout(), lqa.layers.RPReLU(), lqa.layers.DyPReLU()):
+    for layer, path in ((lqa.layers.Maxout(), "two_slope"), (lqa.layers.RPReLU(), "prelu"),
+                        (lqa.layers.DyPReLU(), "prelu")):
         inputs = tf.keras.Input((4, 4, 3))
         x = layer(tf.keras.layers.Conv2D(4, 3, padding="same")(inputs))
         model = tf.keras.Model(inputs, tf.keras.layers.Dense(2)(tf.keras.layers.Flatten()(x)))
@@ -107,7 +110,43 @@ def test_fit_takes_the_two_slope_path_and_predict_the_exact_one(monkeypatch):
         model.evaluate(*data, verbose=0)
         assert calls == [], layer.name
         model.fit(*data, epochs=1, verbose=0)
-        assert calls, layer.name
+        assert calls and set(calls) == {path}, (layer.name, calls)
+
+
+@pytest.mark.parametrize("dtype", [tf.float32, tf.bfloat16])
+def test_prelu_is_two_slope_with_unit_positive_slope_bit_for_bit(rng, dtype):
+    from larq_adaptive.layers.activations import prelu, two_slope
+
+    x = rng.normal(size=(3, 4, 4, 5)).astype(np.float32)
+    x[0, 0, 0] = 0.0
+    x, dy = tf.constant(x, dtype), tf.constant(rng.normal(size=x.shape), dtype)
+    alpha = tf.constant([0.25, -0.5, 1.3, 0.0, 2.0], dtype)
+    results = []
+    for function, args in ((prelu, [x, alpha]), (two_slope, [x, tf.ones_like(alpha), alpha])):
+        with tf.GradientTape() as tape:
+            tape.watch(args)
+            y = function(*args)
+        grads = tape.gradient(y, args, output_gradients=dy)
+        results.append([tf.cast(t, tf.float32).numpy() for t in (y, grads[0], grads[-1])])
+    for mine, reference in zip(*results):
+        np.testing.assert_array_equal(mine, reference)
+    # and against the definition: y = x or alpha x, one rounding
+    expected = tf.cast(tf.where(x > 0, x, x * alpha), tf.float32).numpy()
+    np.testing.assert_array_equal(results[0][0], expected)
+
+
+@pytest.mark.parametrize("dtype", [tf.float32, tf.bfloat16])
+@pytest.mark.parametrize("shape", [(2, 3, 3, 4), (5, 4)])  # depthwise 1x1 / broadcast Mul
+def test_scale_channels_is_the_broadcast_product(rng, dtype, shape):
+    from larq_adaptive.layers.activations import _scale_channels
+
+    x = tf.constant(rng.normal(size=shape) * 10.0 ** rng.integers(-3, 3, size=shape), dtype)
+    scale = tf.constant([0.1, -3.7, 0.0, 1e-3], dtype)
+    # the oracle: the float32 product of the dtype's values (exact for bfloat16), rounded once
+    expected = tf.cast(tf.cast(x, tf.float32) * tf.cast(scale, tf.float32), dtype)
+    result = _scale_channels(x, scale)
+    assert result.dtype == dtype and result.shape == x.shape
+    np.testing.assert_array_equal(tf.cast(result, tf.float32), tf.cast(expected, tf.float32))
 
 
 @pytest.mark.parametrize("training", [False, True])  # native PReLU / written-out backward
