@@ -1,8 +1,10 @@
 """Where a train step's time goes, by op group, in float32 and under a mixed-precision policy,
-from the TensorFlow profiler: the ceiling of the policy's speed-up per model.
+from the TensorFlow profiler: how fast the ops outside convolutions would have to get for a
+target speed-up.
 
     python benchmarks/op_time.py [--policy mixed_bfloat16] [--models NAME ...] [--steps 5]
-                                 [--batch-size 128] [--inter-op-threads 1] [--json out.json]
+                                 [--batch-size 128] [--inter-op-threads 1] [--target 1.5]
+                                 [--json out.json]
 
 Each model of ``benchmarks/train_step.py --policy`` (the same builds, compiled and warmed up
 the same way) runs ``steps`` ``train_on_batch`` calls per policy, each profiled on its own;
@@ -13,14 +15,17 @@ op time over the measured step time) says how much of the step the profile cover
 kernel the profiler records goes into one of three groups: convolutions (``Conv2D`` and its
 two backprops, oneDNN's ``_MklNative*`` included), batch normalization (forward and
 gradient), and everything else (element-wise ops, reductions, pads and slices, the
-optimizer). Columns, per step:
+optimizer; also the 1x1 depthwise convolutions that compute per-channel products, see
+``larq_adaptive.layers.activations``). Columns, per step:
 
 - each group's time in float32 and under the policy, and its speed-up;
 - ``ops speed-up``: float32's summed op time over the policy's;
-- ``ceiling``: the speed-up the ops would have if every op outside convolutions and batch
-  normalization ran exactly as fast as in float32 (``(C32 + B32 + O32) / (Cp + Bp + O32)``,
-  ``p`` the policy): the best a network can get from the policy while TensorFlow's
-  element-wise CPU kernels break even, whatever its quantizers do.
+- ``at break-even``: the speed-up the ops would have if every op outside convolutions and
+  batch normalization ran exactly as fast as in float32 (``(C32 + B32 + O32) /
+  (Cp + Bp + O32)``, ``p`` the policy): what the convolutions and BN give alone;
+- ``other speed-up needed``: how much faster than in float32 the other ops would have to run
+  under the policy for the ops to reach ``--target`` (``O32 / (T32 / target - Cp - Bp)``,
+  ``T32`` float32's total; "never" when convolutions and BN alone take longer than that).
 
 With ``--inter-op-threads 0`` (TensorFlow's default) ops overlap, and the op times, summed
 over threads, include the time overlapping ops wait for each other. The largest "other" op
@@ -59,7 +64,10 @@ def group_of(op_type):
 def op_times(logdir):
     """Milliseconds by op type in one profile: the kernel events of the host plane, whose
     names are ``op_name:OpType`` (executor events have ``::``, eager calls a leading space)."""
-    (path,) = Path(logdir).rglob("*.xplane.pb")
+    paths = list(Path(logdir).rglob("*.xplane.pb"))
+    if len(paths) != 1:
+        raise SystemExit(f"op_time.py: expected one profile in {logdir}, found {len(paths)}")
+    (path,) = paths
     space = xplane_pb2.XSpace()
     space.ParseFromString(path.read_bytes())
     times = collections.Counter()
@@ -97,13 +105,25 @@ def profile(name, batch_size, steps):
     return times, wall
 
 
+def ratio(numerator, denominator):
+    return numerator / denominator if denominator > 0 else float("inf")
+
+
+def needed_speedup(full, reduced, target):
+    """How much faster the other ops must get under the policy for ``target``: None when
+    convolutions and batch normalization alone exceed the target's time."""
+    budget = sum(full.values()) / target - reduced["conv"] - reduced["batch_norm"]
+    return full["other"] / budget if budget > 0 else None
+
+
 def compare(args):
     models = args.models or list(POLICY_MODELS)
     policies = ("float32", args.policy)
     short = args.policy.replace("mixed_", "")
     print(f"| model | conv (ms) | conv speed-up | batch norm (ms) | other (ms) | other speed-up "
-          f"| ops speed-up | ceiling | ops / step |  [float32 -> {short}, op ms per step]")
-    print("|---|---|---|---|---|---|---|---|---|")
+          f"| ops speed-up | at break-even | other speed-up needed for {args.target}x "
+          f"| ops / step |  [float32 -> {short}, op ms per step]")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     results = {}
     for name in models:
         profiles = {policy: profile(f"{name}@{policy}", args.batch_size, args.steps)
@@ -115,25 +135,30 @@ def compare(args):
         full, reduced = group["float32"], group[args.policy]
         total_full, total_reduced = sum(full.values()), sum(reduced.values())
         coverage = [total_full / walls["float32"], total_reduced / walls[args.policy]]
-        ceiling = total_full / (reduced["conv"] + reduced["batch_norm"] + full["other"])
+        break_even = total_full / (reduced["conv"] + reduced["batch_norm"] + full["other"])
+        needed = needed_speedup(full, reduced, args.target)
         top = [op for op, _ in times["float32"].most_common() if group_of(op) == "other"][:6]
         results[name] = {
             "float32_ms": {g: round(v, 1) for g, v in full.items()},
             f"{args.policy}_ms": {g: round(v, 1) for g, v in reduced.items()},
-            "speedup": {g: round(full[g] / reduced[g], 3) for g in GROUPS},
+            "speedup": {g: round(ratio(full[g], reduced[g]), 3) for g in GROUPS},
             "ops_speedup": round(total_full / total_reduced, 3),
-            "ceiling": round(ceiling, 3),
+            "at_break_even": round(break_even, 3),
+            "target": args.target,
+            "other_speedup_needed": None if needed is None else round(needed, 3),
             "step_ms": {p: round(walls[p], 1) for p in policies},
             "ops_over_step": [round(c, 3) for c in coverage],
             "top_other_ops_ms": {op: [round(times[p].get(op, 0.0), 1) for p in policies]
                                  for op in top},
         }
         print(f"| {name} | {full['conv']:.0f} -> {reduced['conv']:.0f} | "
-              f"{full['conv'] / reduced['conv']:.2f}x | "
+              f"{ratio(full['conv'], reduced['conv']):.2f}x | "
               f"{full['batch_norm']:.0f} -> {reduced['batch_norm']:.0f} | "
               f"{full['other']:.0f} -> {reduced['other']:.0f} | "
-              f"{full['other'] / reduced['other']:.2f}x | {total_full / total_reduced:.2f}x | "
-              f"{ceiling:.2f}x | {coverage[0]:.0%} / {coverage[1]:.0%} |", flush=True)
+              f"{ratio(full['other'], reduced['other']):.2f}x | "
+              f"{total_full / total_reduced:.2f}x | {break_even:.2f}x | "
+              f"{'never' if needed is None else f'{needed:.2f}x'} | "
+              f"{coverage[0]:.0%} / {coverage[1]:.0%} |", flush=True)
     print(f"\nlargest other ops (ms per step, float32 -> {short}):")
     for name, row in results.items():
         ops = ", ".join(f"{op} {a:.0f} -> {b:.0f}" for op, (a, b) in row["top_other_ops_ms"].items())
@@ -141,14 +166,23 @@ def compare(args):
     return results
 
 
+def positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--policy", choices=("mixed_bfloat16", "mixed_float16"),
                         default="mixed_bfloat16")
     parser.add_argument("--models", nargs="+", choices=tuple(POLICY_MODELS), metavar="NAME")
-    parser.add_argument("--steps", type=int, default=5,
+    parser.add_argument("--steps", type=positive_int, default=5,
                         help="profiled steps per model and policy (the fastest is shown)")
-    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--batch-size", type=positive_int, default=128)
+    parser.add_argument("--target", type=float, default=1.5,
+                        help="the speed-up the 'needed' column is for (default 1.5)")
     parser.add_argument("--inter-op-threads", type=int, default=1,
                         help="1 (default): ops one at a time; 0: TensorFlow's default")
     parser.add_argument("--json", help="also write the results here")

@@ -136,17 +136,30 @@ def test_prelu_is_two_slope_with_unit_positive_slope_bit_for_bit(rng, dtype):
 
 
 @pytest.mark.parametrize("dtype", [tf.float32, tf.bfloat16])
-@pytest.mark.parametrize("shape", [(2, 3, 3, 4), (5, 4)])  # depthwise 1x1 / broadcast Mul
-def test_scale_channels_is_the_broadcast_product(rng, dtype, shape):
+@pytest.mark.parametrize("shape, scale", [
+    ((2, 3, 3, 4), [0.1, -3.7, 0.0, 1e-3]),  # depthwise 1x1
+    ((5, 4), [0.1, -3.7, 0.0, 1e-3]),  # other ranks: Mul
+    ((2, 3, 3, 4), [-0.5]),  # one value for every channel: Mul, as before
+])
+def test_scale_channels_is_the_broadcast_product(rng, dtype, shape, scale):
     from larq_adaptive.layers.activations import _scale_channels
 
     x = tf.constant(rng.normal(size=shape) * 10.0 ** rng.integers(-3, 3, size=shape), dtype)
-    scale = tf.constant([0.1, -3.7, 0.0, 1e-3], dtype)
-    # the oracle: the float32 product of the dtype's values (exact for bfloat16), rounded once
-    expected = tf.cast(tf.cast(x, tf.float32) * tf.cast(scale, tf.float32), dtype)
-    result = _scale_channels(x, scale)
+    # the oracle: numpy's float32 product of the dtype's values (exact for bfloat16), rounded
+    # once to the dtype
+    values = tf.cast(x, tf.float32).numpy() * tf.cast(tf.constant(scale, dtype), tf.float32).numpy()
+    expected = tf.cast(tf.constant(values, tf.float32), dtype)
+    result = _scale_channels(x, tf.constant(scale, dtype))
     assert result.dtype == dtype and result.shape == x.shape
     np.testing.assert_array_equal(tf.cast(result, tf.float32), tf.cast(expected, tf.float32))
+
+
+def test_two_slope_takes_python_numbers_as_slopes(rng):
+    from larq_adaptive.layers.activations import two_slope
+
+    x = rng.normal(size=(2, 3, 3, 4)).astype(np.float32)
+    np.testing.assert_array_equal(two_slope(tf.constant(x), 1.0, 0.25).numpy(),
+                                  np.where(x > 0, x, np.float32(0.25) * x))
 
 
 @pytest.mark.parametrize("training", [False, True])  # native PReLU / written-out backward

@@ -21,11 +21,14 @@ def _is_training(training):
 
 
 def _scale_channels(x, scale):
-    """``x * scale`` for a per-channel vector ``scale`` (last axis). On an NHWC tensor it is a
-    1x1 depthwise convolution: one product per element, so the same values bit for bit
-    (test), and on CPU 1.2x (float32) and 2.5x (bfloat16) faster than TensorFlow's
-    broadcasting ``Mul`` (docs/training.md, "Mixed precision")."""
-    if x.shape.rank == 4 and scale.shape.rank == 1:
+    """``x * scale`` for a per-channel vector ``scale`` (last axis). On an NHWC tensor with a
+    known channel count it is a 1x1 depthwise convolution: one product per element, so the
+    same numbers (a -0 product may come out +0; test), and on CPU 1.3x (float32) and 2.3x
+    (bfloat16) faster than TensorFlow's broadcasting ``Mul`` (docs/training.md, "Mixed
+    precision"). Anything else (other ranks, a scalar, an unknown channel count) multiplies."""
+    scale = tf.convert_to_tensor(scale, dtype=x.dtype)
+    channels = x.shape[-1] if x.shape.rank == 4 else None
+    if channels is not None and scale.shape.rank == 1 and scale.shape[0] == channels:
         return tf.nn.depthwise_conv2d(x, tf.reshape(scale, [1, 1, -1, 1]), [1, 1, 1, 1], "VALID")
     return x * scale
 
