@@ -8,16 +8,21 @@ Convolutions (oneDNN) get faster in bfloat16 on a CPU with AVX512-BF16 or AMX; T
 element-wise kernels (Eigen) convert every element to float32 and back, so they get slower.
 A float twin's step is mostly convolutions; a binary network's adds a sign, its
 straight-through gradient, learnable shifts and PReLUs per convolution, about as much op time
-again, so its step gains much less. Two rows time the sign's straight-through backward
-(ApproxSign) as larq writes it (a comparison and a ``tf.where``: ``SelectV2``) and as
-``larq_adaptive.ste.approx_sign`` does (``dy * relu(2 - 2|x|)``, the same values), which
-RSign, DySign and ``ApproxSignQuantizer`` use; two more HardTanh's backward through
+again, so its step gains much less. Three rows time the sign's straight-through backward
+(ApproxSign) as larq writes it (a comparison and a ``tf.where``: ``SelectV2``), as three
+element-wise ops (``dy * relu(2 - 2|x|)``, the same values) and as
+``larq_adaptive.ste.approx_sign`` does (the same, in bfloat16 with ``relu(2 - 2|x|)`` one
+fused depthwise convolution: ``larq_adaptive.channelwise``), which RSign, DySign and
+``ApproxSignQuantizer`` use; two more HardTanh's backward through
 ``tf.clip_by_value`` and as ``larq_adaptive.layers.HardTanh`` writes it (a mask multiply);
 two more Maxout's forward and backward by automatic differentiation of
 ``p relu(x) - n relu(-x)`` and as ``larq_adaptive.layers.activations.two_slope`` writes it;
 two more RPReLU's PReLU in training through ``two_slope`` and through
 ``larq_adaptive.layers.activations.prelu``; and a per-channel product as TensorFlow's
-broadcasting ``Mul`` and as the 1x1 depthwise convolution those two use.
+broadcasting ``Mul`` and as the 1x1 depthwise convolution those two use; a per-channel add
+(RSign's and RPReLU's shifts) as TensorFlow's broadcasting ``AddV2`` and as
+``larq_adaptive.channelwise.shift_channels`` (in bfloat16 a depthwise convolution with a
+fused ``BiasAdd``).
 Ops are timed in interleaved rounds (each op once in float32, once in bfloat16, per round),
 each call a ``tf.function``; the ratio is float32 time / bfloat16 time (> 1: bfloat16 is
 faster). The CPU's bfloat16 flags are printed.
@@ -36,7 +41,8 @@ import larq as lq  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from larq_adaptive.layers import HardTanh  # noqa: E402
-from larq_adaptive.layers.activations import _scale_channels, prelu, two_slope  # noqa: E402
+from larq_adaptive.channelwise import scale_channels, shift_channels  # noqa: E402
+from larq_adaptive.layers.activations import prelu, two_slope  # noqa: E402
 from larq_adaptive.ste import approx_sign  # noqa: E402
 from larq_adaptive.training.runtime import bfloat16_cpu_line  # noqa: E402
 
@@ -70,6 +76,12 @@ def _two_slope_step(function):
     return step
 
 
+@tf.custom_gradient
+def _element_wise_approx_sign(x):
+    """``approx_sign`` with its derivative as three element-wise ops (before channelwise)."""
+    return lq.math.sign(x), lambda dy: dy * tf.nn.relu(2.0 - 2.0 * tf.math.abs(x))
+
+
 # name -> f(x, dy, kernel): one op (or one op's gradient) on activation-sized tensors
 OPS = {
     "Conv2D 3x3": lambda x, dy, w: tf.nn.conv2d(x, w, 1, "SAME"),
@@ -90,6 +102,7 @@ OPS = {
     # the sign's straight-through backward as larq writes it (a comparison and a tf.where)
     # and as larq_adaptive.ste.approx_sign does (dy * relu(2 - 2|x|)), same values
     "ApproxSign backward, larq": _backward(lq.quantizers.approx_sign),
+    "ApproxSign backward, element-wise": _backward(_element_wise_approx_sign),
     "ApproxSign backward, larq_adaptive": _backward(approx_sign),
     # HardTanh's backward through tf.clip_by_value (two comparisons, LogicalOr, SelectV2)
     # and as larq_adaptive.layers.HardTanh writes it (dy * cast(|x| < 1)), PyTorch's mask
@@ -108,7 +121,11 @@ OPS = {
     # a per-channel product (Maxout's and PReLU's slopes): TensorFlow's broadcasting Mul,
     # and the 1x1 depthwise convolution larq_adaptive uses on NHWC tensors (same values)
     "Mul by a per-channel vector": lambda x, dy, w: x * w[0, 0, 0],
-    "Mul by a per-channel vector, 1x1 depthwise": lambda x, dy, w: _scale_channels(x, w[0, 0, 0]),
+    "Mul by a per-channel vector, 1x1 depthwise": lambda x, dy, w: scale_channels(x, w[0, 0, 0]),
+    # a per-channel add (RSign's and RPReLU's shifts): TensorFlow's broadcasting AddV2, and
+    # shift_channels (in bfloat16 a 1x1 depthwise convolution with fused BiasAdd)
+    "Add a per-channel vector": lambda x, dy, w: x + w[0, 0, 0],
+    "Add a per-channel vector, shift_channels": lambda x, dy, w: shift_channels(x, w[0, 0, 0]),
     "Cast (to the other dtype)": lambda x, dy, w: tf.cast(
         x, tf.float32 if x.dtype == tf.bfloat16 else tf.bfloat16),
 }

@@ -14,10 +14,10 @@ one scenario cannot hide another's memory):
   and adabin_resnet20's recipe (CIFAR augmentation: pad 4, random 32x32 crop, flip) on the JPEG
   CIFAR-10 class folders, batch 128; ``cifar-npz-input``: the same on the lossless ``.npz``
   shards (arrays in RAM), for comparison.
-- ``cifar-model``: adabin_resnet20 ``train_on_batch`` at batch 128 (SGD, as its recipe).
+- ``cifar-model``: adabin_resnet20 training steps (as ``model.fit``) at batch 128 (SGD, as its recipe).
 - ``imagenet-input``: the same pipeline with reactnet_resnet18's recipe (random resized crop
   224, flip) on a synthetic folder of 224-500 px JPEGs (generated once into
-  ``--synthetic-dir``), batch 64; ``imagenet-model``: reactnet_resnet18 ``train_on_batch``
+  ``--synthetic-dir``), batch 64; ``imagenet-model``: reactnet_resnet18 training steps
   at batch 64 (Adam).
 
 Input rates are measured after one warm-up batch over ``--batches`` batches; model rates
@@ -96,6 +96,7 @@ def model_rate(model_name, batch_size, steps, optimizer):
     import numpy as np
     import tensorflow as tf
 
+    from _fit_step import fit_step  # this directory
     from larq_adaptive.models import get_model, model_entry
 
     entry = model_entry(model_name)
@@ -104,11 +105,12 @@ def model_rate(model_name, batch_size, steps, optimizer):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(batch_size, *entry.input_shape)).astype(np.float32)
     y = rng.integers(0, 10, batch_size)
+    step = fit_step(model, x, y)
     for _ in range(2):
-        model.train_on_batch(x, y)
+        step()
     start = time.perf_counter()
     for _ in range(steps):
-        model.train_on_batch(x, y)
+        step()
     return steps * batch_size / (time.perf_counter() - start)
 
 

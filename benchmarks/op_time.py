@@ -7,16 +7,16 @@ target speed-up.
                                  [--json out.json]
 
 Each model of ``benchmarks/train_step.py --policy`` (the same builds, compiled and warmed up
-the same way) runs ``steps`` ``train_on_batch`` calls per policy, each profiled on its own;
-the fastest is shown (single steps stall on the VM of docs/training.md). By default ops run
+the same way) runs ``steps`` training steps per policy, each profiled on its own;
+the fastest is shown (step times vary on the shared VM). By default ops run
 one at a time (one inter-op thread; each op still uses every core through the intra-op
 pool), so a step's time is the sum of its ops' times: the ``ops / step`` column (the summed
 op time over the measured step time) says how much of the step the profile covers. Each op
 kernel the profiler records goes into one of three groups: convolutions (``Conv2D`` and its
 two backprops, oneDNN's ``_MklNative*`` included), batch normalization (forward and
 gradient), and everything else (element-wise ops, reductions, pads and slices, the
-optimizer; also the 1x1 depthwise convolutions that compute per-channel products, see
-``larq_adaptive.layers.activations``). Columns, per step:
+optimizer; also the 1x1 depthwise convolutions that compute per-channel maps, see
+``larq_adaptive.channelwise``). Columns, per step:
 
 - each group's time in float32 and under the policy, and its speed-up;
 - ``ops speed-up``: float32's summed op time over the policy's;
@@ -85,15 +85,15 @@ def op_times(logdir):
 
 def profile(name, batch_size, steps):
     """(ms by op type, ms) of the fastest of ``steps`` steps, each profiled on its own: the
-    undisturbed step (on the VM of docs/training.md single steps stall, ops included)."""
-    model, x, y = build(name, batch_size)
+    undisturbed step (step times vary on the shared VM of docs/training.md)."""
+    step = build(name, batch_size)
     profiles = []
     for _ in range(steps):
         with tempfile.TemporaryDirectory() as logdir:
             tf.profiler.experimental.start(logdir)
             try:
                 start = time.perf_counter()
-                model.train_on_batch(x, y)
+                step()
                 wall = 1e3 * (time.perf_counter() - start)
             finally:
                 tf.profiler.experimental.stop()

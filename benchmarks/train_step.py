@@ -19,16 +19,16 @@ quantizers and activations together.
 convolution-heavy DWR CIFAR models (dwr_vgg_small, dwr_resnet18_cifar) and the float twin
 float_adabin_resnet20 (the ceiling), each built under the policy and under float32;
 the ratio is float32 step time / policy step time (> 1: the policy is faster), of the
-medians and of the lower quartiles of the per-step times. The lower quartile is the speed of
-an undisturbed step: on the 2-core VM of docs/training.md some steps stall (ResNet-20s:
-629-645 ms whatever the model and policy, with the CPU time of a normal step), and the table
-counts the steps of at least 1.5x the lower quartile per policy ("stalled steps"; a stall
-that ends at ~640 ms hides in a step of more than ~430 ms). The CPU's bfloat16 flags are
-printed: without AVX512-BF16 or AMX TensorFlow emulates bfloat16.
+medians and of the lower quartiles of the per-step times. The table counts the steps of at
+least 1.5x the lower quartile per policy ("stalled steps"). Until 2026-12-05 this script
+timed ``train_on_batch``, whose steps waited for tf.data's autotuning thread and came out at
+~310 or ~630 ms (``_fit_step.py``); steps now run as ``model.fit`` runs them. The CPU's
+bfloat16 flags are printed: without AVX512-BF16 or AMX TensorFlow emulates bfloat16.
 
 Each model is compiled (SGD momentum 0.9 + coupled weight decay, as the recipes) and warmed
-up; then ``rounds`` rounds each time ``steps`` ``train_on_batch`` calls per model, models
-interleaved so that load changes on a shared machine hit them alike. Every step is timed.
+up; then ``rounds`` rounds each time ``steps`` training steps per model (the model's train
+function on one iterator, as ``model.fit``), models interleaved so that load changes on a
+shared machine hit them alike. Every step is timed.
 """
 
 import argparse
@@ -48,6 +48,7 @@ from larq_adaptive.layers import PaddedQuantConv2D  # noqa: E402
 from larq_adaptive.models import get_model  # noqa: E402
 from larq_adaptive.training import CoupledWeightDecay  # noqa: E402
 from larq_adaptive.training.runtime import bfloat16_cpu_line  # noqa: E402
+from _fit_step import fit_step  # noqa: E402  (this directory)
 
 ADAPTIVE = {"adabin_resnet20": "all", "reactnet_resnet20": "reactnet", "dybnn_resnet20": "reactnet"}
 PLAIN = "+ste_sign"
@@ -101,9 +102,10 @@ def build(name, batch_size):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(batch_size, 32, 32, 3)).astype(np.float32)
     y = rng.integers(0, 10, batch_size)
+    step = fit_step(model, x, y)
     for _ in range(3):  # trace + warm up
-        model.train_on_batch(x, y)
-    return model, x, y
+        step()
+    return step
 
 
 def lower_quartile(samples):
@@ -113,14 +115,14 @@ def lower_quartile(samples):
 
 
 def time_steps(names, args):
-    """Seconds of every ``train_on_batch`` of each model, in interleaved rounds."""
-    built = {name: build(name, args.batch_size) for name in names}
+    """Seconds of every training step of each model, in interleaved rounds."""
+    steps = {name: build(name, args.batch_size) for name in names}
     times = {name: [] for name in names}
     for _ in range(args.rounds):
-        for name, (model, x, y) in built.items():
+        for name, step in steps.items():
             for _ in range(args.steps):
                 start = time.perf_counter()
-                model.train_on_batch(x, y)
+                step()
                 times[name].append(time.perf_counter() - start)
     return times
 

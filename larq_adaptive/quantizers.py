@@ -11,6 +11,7 @@ produce binary convolutions.
 import larq as lq
 import tensorflow as tf
 
+from larq_adaptive.channelwise import shift_channels
 from larq_adaptive.hyper import HyperFunction
 from larq_adaptive.serialization import build_sublayer, register
 from larq_adaptive.ste import (
@@ -180,7 +181,7 @@ class RSign(lq.quantizers.Quantizer):
         super().build(input_shape)
 
     def call(self, inputs):
-        return approx_sign(inputs + tf.cast(self.bias, inputs.dtype))
+        return approx_sign(shift_channels(inputs, tf.cast(self.bias, inputs.dtype)))
 
 
 @register

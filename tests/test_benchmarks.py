@@ -84,7 +84,9 @@ def test_bfloat16_ops_benchmark(tmp_path):
             "ApproxSign backward, larq_adaptive", "HardTanh backward, clip_by_value",
             "HardTanh backward, larq_adaptive", "Maxout forward + backward, autodiff",
             "Maxout forward + backward, larq_adaptive", "PReLU forward + backward, larq_adaptive",
-            "Mul by a per-channel vector, 1x1 depthwise"} <= set(report["results"])
+            "Mul by a per-channel vector, 1x1 depthwise", "ApproxSign backward, element-wise",
+            "Add a per-channel vector", "Add a per-channel vector, shift_channels",
+            } <= set(report["results"])
     for op, row in report["results"].items():
         assert row["float32"] > 0 and row["bfloat16"] > 0 and math.isfinite(row["speedup"]), op
         assert f"| {op} |" in stdout
@@ -123,3 +125,34 @@ def test_input_pipeline_benchmark_smoke(tmp_path):
     assert rows["check"]["files"] == 8
     assert rows["cifar-input"]["images_per_s"] > 0 and rows["cifar-model"]["images_per_s"] > 0
     assert "| imagenet-input |" in stdout
+
+
+def test_fit_step_is_train_on_batch_on_one_iterator():
+    """benchmarks/_fit_step.py runs the same training step as ``train_on_batch`` (same losses
+    and weights after three steps of two identical models), through one iterator."""
+    import numpy as np
+    import tensorflow as tf
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        from _fit_step import fit_step
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(8, 4, 4, 3)).astype(np.float32)
+    y = rng.integers(0, 3, 8)
+    models = []
+    for _ in range(2):
+        tf.keras.utils.set_random_seed(0)
+        model = tf.keras.Sequential([tf.keras.layers.Conv2D(4, 3, input_shape=(4, 4, 3)),
+                                     tf.keras.layers.Flatten(), tf.keras.layers.Dense(3)])
+        model.compile(tf.keras.optimizers.SGD(0.1, momentum=0.9),
+                      tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        models.append(model)
+    step = fit_step(models[0], x, y)
+    losses = [step()["loss"] for _ in range(3)]
+    expected = [models[1].train_on_batch(x, y) for _ in range(3)]
+    np.testing.assert_allclose(losses, expected, rtol=1e-6)
+    assert int(models[0].optimizer.iterations) == 3 and losses[2] < losses[0]
+    for mine, theirs in zip(models[0].get_weights(), models[1].get_weights()):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-5, atol=1e-6)

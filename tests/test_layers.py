@@ -142,14 +142,14 @@ def test_prelu_is_two_slope_with_unit_positive_slope_bit_for_bit(rng, dtype):
     ((2, 3, 3, 4), [-0.5]),  # one value for every channel: Mul, as before
 ])
 def test_scale_channels_is_the_broadcast_product(rng, dtype, shape, scale):
-    from larq_adaptive.layers.activations import _scale_channels
+    from larq_adaptive.channelwise import scale_channels
 
     x = tf.constant(rng.normal(size=shape) * 10.0 ** rng.integers(-3, 3, size=shape), dtype)
     # the oracle: numpy's float32 product of the dtype's values (exact for bfloat16), rounded
     # once to the dtype
     values = tf.cast(x, tf.float32).numpy() * tf.cast(tf.constant(scale, dtype), tf.float32).numpy()
     expected = tf.cast(tf.constant(values, tf.float32), dtype)
-    result = _scale_channels(x, tf.constant(scale, dtype))
+    result = scale_channels(x, tf.constant(scale, dtype))
     assert result.dtype == dtype and result.shape == x.shape
     np.testing.assert_array_equal(tf.cast(result, tf.float32), tf.cast(expected, tf.float32))
 
