@@ -2,7 +2,8 @@
 each TensorFlow op a ResNet-20 training step spends its time in, float32 against bfloat16,
 on one activation-sized tensor (batch x 32 x 32 x 16, the first stage of a CIFAR ResNet-20).
 
-    python benchmarks/bfloat16_ops.py [--batch-size 128] [--rounds 7] [--calls 20] [--json out.json]
+    python benchmarks/bfloat16_ops.py [--batch-size 128] [--channels 16] [--rounds 7] [--calls 20]
+                                      [--json out.json]
 
 Convolutions (oneDNN) get faster in bfloat16 on a CPU with AVX512-BF16 or AMX; TensorFlow's
 element-wise kernels (Eigen) convert every element to float32 and back, so they get slower.
@@ -22,7 +23,14 @@ two more RPReLU's PReLU in training through ``two_slope`` and through
 broadcasting ``Mul`` and as the 1x1 depthwise convolution those two use; a per-channel add
 (RSign's and RPReLU's shifts) as TensorFlow's broadcasting ``AddV2`` and as
 ``larq_adaptive.channelwise.shift_channels`` (in bfloat16 a depthwise convolution with a
-fused ``BiasAdd``).
+fused ``BiasAdd``). Three pairs time forms that matter at channel counts that are not a
+multiple of 8 or 16 (DWR's pruned widths; ``--channels 30``): batch normalization's training
+forward and backward as TensorFlow's fused kernel and as
+``larq_adaptive.layers.TorchBatchNormalization`` (which pads the channels to the kernel's
+fast multiple), a channel slice (``x[..., 2:-4]``) and option A's 2x subsample
+(``x[:, ::2, ::2, :]``), forward and backward, as strided slices and as
+``larq_adaptive.layers.ChannelSlice`` and ``larq_adaptive.layers.reshaping.subsample`` (whose
+gradients are a ``Pad``, not a ``StridedSliceGrad``).
 Ops are timed in interleaved rounds (each op once in float32, once in bfloat16, per round),
 each call a ``tf.function``; the ratio is float32 time / bfloat16 time (> 1: bfloat16 is
 faster). The CPU's bfloat16 flags are printed.
@@ -40,25 +48,33 @@ import larq_adaptive  # noqa: E402,F401  (first: makes tf.keras Keras 2 on TF >=
 import larq as lq  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from larq_adaptive.layers import HardTanh  # noqa: E402
+from larq_adaptive.layers import ChannelSlice, HardTanh, TorchBatchNormalization  # noqa: E402
+from larq_adaptive.layers.reshaping import subsample  # noqa: E402
 from larq_adaptive.channelwise import scale_channels, shift_channels  # noqa: E402
 from larq_adaptive.layers.activations import prelu, two_slope  # noqa: E402
 from larq_adaptive.ste import approx_sign  # noqa: E402
 from larq_adaptive.training.runtime import bfloat16_cpu_line  # noqa: E402
 
-CHANNELS = 16
+
+def _step(function):
+    """x, dy, kernel -> ``function(x)`` and its gradient at x times dy (forward + backward;
+    where ``function`` changes the shape, times its output: a constant such as ones would let
+    Grappler fold the backward of a small enough tensor away)."""
+
+    def step(x, dy, kernel):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = function(x)
+        gradient = tf.cast(dy, y.dtype) if y.shape == dy.shape else y
+        return y, tape.gradient(y, x, output_gradients=gradient)
+
+    return step
 
 
 def _backward(function):
     """x, dy, kernel -> the gradient of ``function`` at x times dy (one backward pass)."""
-
-    def backward(x, dy, kernel):
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            y = function(x)
-        return tape.gradient(y, x, output_gradients=dy)
-
-    return backward
+    step = _step(function)
+    return lambda x, dy, kernel: step(x, dy, kernel)[1]
 
 
 def _two_slope_step(function):
@@ -66,7 +82,8 @@ def _two_slope_step(function):
     per-channel slopes (one Maxout forward and backward pass)."""
 
     def step(x, dy, kernel):
-        pos, neg = tf.ones([CHANNELS], x.dtype), tf.fill([CHANNELS], tf.cast(0.25, x.dtype))
+        channels = x.shape[-1]
+        pos, neg = tf.ones([channels], x.dtype), tf.fill([channels], tf.cast(0.25, x.dtype))
         with tf.GradientTape() as tape:
             tape.watch([x, pos, neg])
             y = function(x, pos, neg)
@@ -74,6 +91,23 @@ def _two_slope_step(function):
                                   unconnected_gradients="zero")]
 
     return step
+
+
+def _fused_batch_norm(x):
+    channels = x.shape[-1]
+    return tf.compat.v1.nn.fused_batch_norm(
+        x, tf.ones([channels]), tf.zeros([channels]), is_training=True)[0]
+
+
+_BATCH_NORMS = {}
+
+
+def _torch_batch_norm(x):
+    """``TorchBatchNormalization`` in training, one layer per dtype (variables in float32)."""
+    if x.dtype not in _BATCH_NORMS:
+        policy = "mixed_bfloat16" if x.dtype == tf.bfloat16 else "float32"
+        _BATCH_NORMS[x.dtype] = TorchBatchNormalization(dtype=policy)
+    return _BATCH_NORMS[x.dtype](x, training=True)
 
 
 @tf.custom_gradient
@@ -91,8 +125,7 @@ OPS = {
     "Conv2DBackpropFilter": lambda x, dy, w: tf.raw_ops.Conv2DBackpropFilter(
         input=x, filter_sizes=tf.shape(w), out_backprop=dy, strides=[1, 1, 1, 1],
         padding="SAME"),
-    "FusedBatchNormV3": lambda x, dy, w: tf.compat.v1.nn.fused_batch_norm(
-        x, tf.ones([CHANNELS]), tf.zeros([CHANNELS]), is_training=True)[0],
+    "FusedBatchNormV3": lambda x, dy, w: _fused_batch_norm(x),
     "AddV2": lambda x, dy, w: x + dy,
     "Mul": lambda x, dy, w: x * dy,
     "Relu": lambda x, dy, w: tf.nn.relu(x),
@@ -126,6 +159,17 @@ OPS = {
     # shift_channels (in bfloat16 a 1x1 depthwise convolution with fused BiasAdd)
     "Add a per-channel vector": lambda x, dy, w: x + w[0, 0, 0],
     "Add a per-channel vector, shift_channels": lambda x, dy, w: shift_channels(x, w[0, 0, 0]),
+    # batch normalization in training, TensorFlow's fused kernel and TorchBatchNormalization
+    # (channels padded to the kernel's fast multiple; the same at a multiple of 8 / 16)
+    "BatchNorm forward + backward, FusedBatchNormV3": _step(_fused_batch_norm),
+    "BatchNorm forward + backward, TorchBatchNormalization": _step(_torch_batch_norm),
+    # channels 2 .. C-4 and option A's 2x subsample: strided slices (gradient StridedSliceGrad)
+    # and larq_adaptive's tf.slice forms (gradient Pad)
+    "Channel slice forward + backward, strided slice": _step(lambda x: x[..., 2:-4]),
+    "Channel slice forward + backward, ChannelSlice": _step(
+        lambda x: ChannelSlice(2, x.shape[-1] - 4, dtype=x.dtype)(x)),
+    "Subsample 2x forward + backward, strided slice": _step(lambda x: x[:, ::2, ::2, :]),
+    "Subsample 2x forward + backward, subsample": _step(lambda x: subsample(x, 2)),
     "Cast (to the other dtype)": lambda x, dy, w: tf.cast(
         x, tf.float32 if x.dtype == tf.bfloat16 else tf.bfloat16),
 }
@@ -133,11 +177,12 @@ OPS = {
 
 def time_ops(args):
     """{op: {dtype: median ms}}: interleaved rounds of ``calls`` calls."""
-    shape = (args.batch_size, 32, 32, CHANNELS)
+    channels = args.channels
+    shape = (args.batch_size, 32, 32, channels)
     tensors = {}
     for dtype in (tf.float32, tf.bfloat16):
         x, dy = (tf.cast(tf.random.stateless_normal(shape, [seed, 0]), dtype) for seed in (1, 2))
-        w = tf.cast(tf.random.stateless_normal((3, 3, CHANNELS, CHANNELS), [3, 0]), dtype)
+        w = tf.cast(tf.random.stateless_normal((3, 3, channels, channels), [3, 0]), dtype)
         tensors[dtype.name] = (x, dy, w)
     functions = {(op, dtype): tf.function(lambda f=f, t=t: f(*t))
                  for op, f in OPS.items() for dtype, t in tensors.items()}
@@ -157,13 +202,17 @@ def time_ops(args):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--channels", type=int, default=16,
+                        help="the tensor's channels (30: a DWR width, not a multiple of 8)")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--calls", type=int, default=20)
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args(argv)
     cpu = bfloat16_cpu_line()
-    print(f"tensor {args.batch_size}x32x32x{CHANNELS}, {args.rounds} rounds x {args.calls} calls, "
-          f"{os.cpu_count()} CPU(s), TensorFlow {tf.__version__}")
+    if args.channels < 8:
+        parser.error("--channels must be at least 8")
+    print(f"tensor {args.batch_size}x32x32x{args.channels}, {args.rounds} rounds x "
+          f"{args.calls} calls, {os.cpu_count()} CPU(s), TensorFlow {tf.__version__}")
     print(cpu)
     results = time_ops(args)
     print("| op | float32 (ms) | bfloat16 (ms) | speed-up |")
@@ -173,8 +222,8 @@ def main(argv=None):
         print(f"| {op} | {row['float32']:.3f} | {row['bfloat16']:.3f} | {row['speedup']:.2f}x |")
     if args.json:
         with open(args.json, "w") as handle:
-            json.dump({"batch_size": args.batch_size, "cpu": cpu, "tensorflow": tf.__version__,
-                       "results": results}, handle, indent=2)
+            json.dump({"batch_size": args.batch_size, "channels": args.channels, "cpu": cpu,
+                       "tensorflow": tf.__version__, "results": results}, handle, indent=2)
     return results
 
 

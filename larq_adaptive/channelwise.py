@@ -31,6 +31,11 @@ def _channels(x):
     return x.shape[-1] if x.shape.rank == 4 else None
 
 
+def _fuses(x):
+    """Whether ``x`` is a bfloat16 NHWC tensor, the case where the fused forms are faster."""
+    return x.dtype == tf.bfloat16 and _channels(x) is not None
+
+
 def _per_channel(x, value):
     """``value`` (a number, a scalar or a [C] vector) as a [C] vector of ``x``'s dtype for the
     depthwise form, or None when it does not fit (other ranks, unknown or other lengths)."""
@@ -62,7 +67,9 @@ def scale_channels(x, scale):
 
 def sum_but_channels(t):
     """``t`` summed over every axis but the last (a per-channel parameter's gradient)."""
-    return tf.reduce_sum(t, tf.range(tf.rank(t) - 1))
+    rank = t.shape.rank
+    axes = list(range(rank - 1)) if rank is not None else tf.range(tf.rank(t) - 1)
+    return tf.reduce_sum(t, axes)
 
 
 @tf.custom_gradient
@@ -81,7 +88,7 @@ def shift_channels(x, shift):
     than the broadcasting add on CPU), with the add's own gradients (``dy`` and its
     per-channel sum, no extra pass)."""
     shift = tf.convert_to_tensor(shift, dtype=x.dtype)
-    if x.dtype == tf.bfloat16 and shift.shape.rank == 1 and _per_channel(x, shift) is not None:
+    if _fuses(x) and shift.shape.rank == 1 and _per_channel(x, shift) is not None:
         return _fused_shift(x, shift)
     return x + shift
 
@@ -93,7 +100,7 @@ def relu_affine(x, scale, shift):
     CPU (differentiable, but meant for backward passes). A NaN input gives 0 there, where
     TensorFlow's ``Relu`` passes the NaN (a NaN reaching a sign has made the forward pass NaN
     already)."""
-    if x.dtype == tf.bfloat16 and _channels(x) is not None:
+    if _fuses(x):
         return tf.nn.relu(tf.nn.bias_add(_depthwise(x, _per_channel(x, scale)),
                                          _per_channel(x, shift)))
     return tf.nn.relu(shift + scale * x)

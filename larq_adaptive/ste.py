@@ -8,7 +8,7 @@ larq's own ``ste_sign`` is reused elsewhere.
 import larq as lq
 import tensorflow as tf
 
-from larq_adaptive.channelwise import relu_affine
+from larq_adaptive.channelwise import relu_affine, sum_but_channels
 
 
 def approx_sign_derivative(x):
@@ -78,8 +78,7 @@ def adabin_activation_sign(x, alpha, beta):
 
     def total(t):
         """Sum of ``t`` in ``alpha``'s dtype: per channel first (a small vector)."""
-        per_channel = tf.reduce_sum(t, axis=list(range(t.shape.rank - 1)))
-        return tf.reduce_sum(tf.cast(per_channel, alpha.dtype))
+        return tf.reduce_sum(tf.cast(sum_but_channels(t), alpha.dtype))
 
     def grad(dy):
         slope = approx_sign_derivative(u)

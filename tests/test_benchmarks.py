@@ -77,15 +77,22 @@ def test_fixed_budget_bfloat16_run_and_report(tmp_path):
 
 @pytest.mark.slow  # TensorFlow ops in two dtypes (emulated bfloat16 on most CPUs)
 def test_bfloat16_ops_benchmark(tmp_path):
-    stdout, report = _run(tmp_path, "bfloat16_ops.py", "--batch-size", "2", "--rounds", "1",
-                          "--calls", "1")
+    stdout, report = _run(tmp_path, "bfloat16_ops.py", "--batch-size", "2", "--channels", "30",
+                          "--rounds", "1", "--calls", "1")
     assert report["cpu"].startswith("CPU bfloat16 flags:") and report["cpu"] in stdout
+    assert report["channels"] == 30 and "tensor 2x32x32x30," in stdout
     assert {"Conv2DBackpropInput", "SelectV2", "ReluGrad", "ApproxSign backward, larq",
             "ApproxSign backward, larq_adaptive", "HardTanh backward, clip_by_value",
             "HardTanh backward, larq_adaptive", "Maxout forward + backward, autodiff",
             "Maxout forward + backward, larq_adaptive", "PReLU forward + backward, larq_adaptive",
             "Mul by a per-channel vector, 1x1 depthwise", "ApproxSign backward, element-wise",
             "Add a per-channel vector", "Add a per-channel vector, shift_channels",
+            "BatchNorm forward + backward, FusedBatchNormV3",
+            "BatchNorm forward + backward, TorchBatchNormalization",
+            "Channel slice forward + backward, strided slice",
+            "Channel slice forward + backward, ChannelSlice",
+            "Subsample 2x forward + backward, strided slice",
+            "Subsample 2x forward + backward, subsample",
             } <= set(report["results"])
     for op, row in report["results"].items():
         assert row["float32"] > 0 and row["bfloat16"] > 0 and math.isfinite(row["speedup"]), op
@@ -156,3 +163,11 @@ def test_fit_step_is_train_on_batch_on_one_iterator():
     assert int(models[0].optimizer.iterations) == 3 and losses[2] < losses[0]
     for mine, theirs in zip(models[0].get_weights(), models[1].get_weights()):
         np.testing.assert_allclose(mine, theirs, rtol=1e-5, atol=1e-6)
+
+
+def test_bfloat16_ops_refuses_too_few_channels(tmp_path):
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bfloat16_ops.py"),
+                             "--channels", "4"], capture_output=True, text=True, timeout=300,
+                            cwd=tmp_path, env=child_env())
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "--channels must be at least 8" in result.stderr

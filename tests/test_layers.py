@@ -237,6 +237,29 @@ def test_option_a_shortcut_matches_numpy(rng):
     assert odd.shape == (1, 3, 3, 78)
 
 
+@pytest.mark.parametrize("size, strides", [(8, 2), (6, 3), (7, 2), (8, 1)])
+def test_subsample_is_a_strided_slice_forward_and_backward(rng, size, strides):
+    """``subsample`` (a reshape and ``tf.slice`` when the stride divides the size) against
+    NumPy's ``x[:, ::s, ::s, :]`` and its gradient: dy scattered to the kept pixels, zeros
+    elsewhere; in a graph with an unknown batch size too."""
+    from larq_adaptive.layers.reshaping import subsample
+
+    x = rng.normal(size=(3, size, size, 5)).astype(np.float32)
+    kept = x[:, ::strides, ::strides, :]
+    dy = rng.normal(size=kept.shape).astype(np.float32)
+    expected_dx = np.zeros_like(x)
+    expected_dx[:, ::strides, ::strides, :] = dy
+    graph = tf.function(lambda t: subsample(t, strides)).get_concrete_function(
+        tf.TensorSpec((None, size, size, 5)))
+    np.testing.assert_array_equal(graph(tf.constant(x)).numpy(), kept)
+    inputs = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(inputs)
+        y = subsample(inputs, strides)
+    np.testing.assert_array_equal(y.numpy(), kept)
+    np.testing.assert_array_equal(tape.gradient(y, inputs, tf.constant(dy)).numpy(), expected_dx)
+
+
 def symmetric_reference(x, kernel, stride, pad):
     """PyTorch semantics: zero-pad `pad` on every side, VALID conv."""
     xp = tf.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]])

@@ -197,6 +197,13 @@ def test_hardtanh_and_channel_slice():
     layer = ChannelSlice.from_config(ChannelSlice(0, 116).get_config())
     x = np.arange(2 * 3 * 3 * 128, dtype=np.float32).reshape(2, 3, 3, 128)
     np.testing.assert_array_equal(layer(x).numpy(), x[..., :116])
+    inputs = tf.constant(x)
+    with tf.GradientTape() as tape:  # the gradient: dy in the kept channels, zeros elsewhere
+        tape.watch(inputs)
+        y = ChannelSlice(4, 120)(inputs)
+    dy = np.ones(y.shape, np.float32)
+    dx = tape.gradient(y, inputs, tf.constant(dy)).numpy()
+    np.testing.assert_array_equal(dx, np.pad(dy, [(0, 0)] * 3 + [(4, 8)]))
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])

@@ -41,6 +41,7 @@ def _bn(cls, x, dtype):
 
 @pytest.mark.parametrize("shape,dtype", [
     ((8, 5), "float32"), ((8, 5), "float64"), ((4, 3, 3, 5), "float32"), ((4, 3, 3, 5), "float64"),
+    ((4, 3, 3, 16), "float32"),  # Keras' fused kernel; 5 channels take the padded one
 ])
 def test_torch_batch_normalization_tracks_the_unbiased_variance(rng, shape, dtype):
     x = rng.normal(1.0, 2.0, shape).astype(dtype)
@@ -54,6 +55,64 @@ def test_torch_batch_normalization_tracks_the_unbiased_variance(rng, shape, dtyp
     y_eval = bn(tf.constant(x, dtype), training=False).numpy()
     expected = 1.5 * (x - mean_ref) / np.sqrt(var_ref + EPS) - 0.25
     np.testing.assert_allclose(y_eval, expected, rtol=tol, atol=tol)
+
+
+def _bn_backward_reference(x, dy, gamma):
+    """PyTorch BatchNorm's training backward by hand (float64): dx, dgamma, dbeta."""
+    axes = tuple(range(x.ndim - 1))
+    x, dy = x.astype(np.float64), dy.astype(np.float64)
+    mean, biased = x.mean(axes), x.var(axes)
+    x_hat = (x - mean) / np.sqrt(biased + EPS)
+    dx = gamma / np.sqrt(biased + EPS) * (dy - dy.mean(axes) - x_hat * (dy * x_hat).mean(axes))
+    return dx, (dy * x_hat).sum(axes), dy.sum(axes)
+
+
+@pytest.mark.parametrize("channels", [30, 32])
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+def test_torch_batch_normalization_training_gradients(rng, channels, policy):
+    """Forward, running statistics and the three gradients against the hand-derived values,
+    for a channel count the fused kernel handles at speed and one padded to its multiple."""
+    x = rng.normal(1.0, 2.0, (8, 4, 4, channels)).astype("float32")
+    dy = rng.normal(size=x.shape).astype("float32")
+    if policy == "mixed_bfloat16":  # the layer sees (and the oracle gets) bfloat16 values
+        x, dy = (tf.cast(tf.cast(t, tf.bfloat16), tf.float32).numpy() for t in (x, dy))
+    bn = TorchBatchNormalization(momentum=0.9, epsilon=EPS, dtype=policy)
+    bn.build(x.shape)
+    bn.set_weights([np.full(channels, 1.5), np.full(channels, -0.25),
+                    np.full(channels, 0.5), np.full(channels, 2.0)])
+    inputs = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(inputs)
+        y = bn(inputs, training=True)
+    grads = tape.gradient(y, [inputs, bn.gamma, bn.beta], output_gradients=tf.cast(dy, y.dtype))
+    y_ref, mean_ref, var_ref = _bn_reference(x, 0.9, 1.5, -0.25, 0.5, 2.0)
+    tol = 1e-4 if policy == "float32" else 2.0 ** -6  # bfloat16 outputs: 8 significant bits
+    np.testing.assert_allclose(tf.cast(y, tf.float32).numpy(), y_ref, rtol=tol, atol=tol)
+    np.testing.assert_allclose(bn.moving_mean.numpy(), mean_ref, rtol=1e-5)
+    np.testing.assert_allclose(bn.moving_variance.numpy(), var_ref, rtol=1e-5)
+    for got, expected in zip(grads, _bn_backward_reference(x, dy, 1.5)):
+        scale = np.abs(expected).max()
+        np.testing.assert_allclose(tf.cast(got, tf.float64).numpy(), expected,
+                                   rtol=tol, atol=tol * scale)
+
+
+@pytest.mark.parametrize("channels,policy,padded", [
+    (30, "float32", True), (24, "float32", False), (32, "float32", False),
+    (24, "mixed_bfloat16", True), (32, "mixed_bfloat16", False),
+])
+def test_torch_batch_normalization_pads_channels_to_the_fast_kernels_multiple(
+        channels, policy, padded):
+    """Training pads to a multiple of 8 (float32) or 16 (bfloat16); inference never pads."""
+    bn = TorchBatchNormalization(dtype=policy)
+    bn.build((2, 3, 3, channels))
+    spec = tf.TensorSpec((2, 3, 3, channels))
+
+    def op_types(training):
+        graph = tf.function(lambda x: bn(x, training=training)).get_concrete_function(spec).graph
+        return {op.type for op in graph.get_operations()}
+
+    assert ("Pad" in op_types(True)) == padded
+    assert "Pad" not in op_types(False)
 
 
 @pytest.mark.parametrize("shape,dtype,unbiased", [

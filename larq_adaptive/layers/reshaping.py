@@ -40,6 +40,22 @@ class TorchPadding2D(tf.keras.layers.Layer):
         }
 
 
+def subsample(x, strides):
+    """``x[:, ::strides, ::strides, :]`` of an NHWC tensor. When ``strides`` divides the
+    static height and width, as a reshape that moves each window's rows and columns next to
+    the channels, a ``tf.slice`` and a reshape back: forward and backward (a ``Pad``) 5-12x
+    faster on CPU than the strided slice's (``StridedSliceGrad``; docs/training.md)."""
+    _, height, width, channels = x.shape
+    if strides == 1:
+        return x
+    if None in (height, width, channels) or height % strides or width % strides:
+        return x[:, ::strides, ::strides, :]
+    # (n, s i + a, s j + b, c) -> [n H/s + i, a, j, b C + c]; keep a = 0 and b = 0
+    windows = tf.reshape(x, [-1, strides, width // strides, strides * channels])
+    kept = tf.slice(windows, [0, 0, 0, 0], [-1, 1, -1, channels])
+    return tf.reshape(kept, [-1, height // strides, width // strides, channels])
+
+
 @register
 class OptionAShortcut(tf.keras.layers.Layer):
     """Parameter-free ResNet shortcut ("option A"): keep rows/columns 0, s, 2s, ... and
@@ -52,7 +68,7 @@ class OptionAShortcut(tf.keras.layers.Layer):
         self.strides = int(strides)
 
     def call(self, inputs):
-        x = inputs[:, :: self.strides, :: self.strides, :]
+        x = subsample(inputs, self.strides)
         extra = self.filters - inputs.shape[-1]
         if extra < 0:
             raise ValueError(f"OptionAShortcut cannot reduce {inputs.shape[-1]} to {self.filters}")
@@ -79,7 +95,11 @@ class ChannelSlice(tf.keras.layers.Layer):
         self.stop = int(stop)
 
     def call(self, inputs):
-        return inputs[..., self.start : self.stop]
+        # tf.slice, not inputs[..., start:stop]: a strided slice's forward and backward
+        # (StridedSliceGrad) take ~10x as long on CPU as tf.slice's (a Pad)
+        rank = inputs.shape.rank
+        return tf.slice(inputs, [0] * (rank - 1) + [self.start],
+                        [-1] * (rank - 1) + [self.stop - self.start])
 
     def compute_output_shape(self, input_shape):
         shape = tf.TensorShape(input_shape)
