@@ -204,6 +204,11 @@ def test_hardtanh_and_channel_slice():
     dy = np.ones(y.shape, np.float32)
     dx = tape.gradient(y, inputs, tf.constant(dy)).numpy()
     np.testing.assert_array_equal(dx, np.pad(dy, [(0, 0)] * 3 + [(4, 8)]))
+    x = np.arange(2 * 10, dtype=np.float32).reshape(2, 1, 1, 10)
+    for start, stop in [(0, -1), (2, -4), (-3, 10), (3, 12), (7, 3)]:  # as Python slices them
+        layer = ChannelSlice(start, stop)
+        np.testing.assert_array_equal(layer(x).numpy(), x[..., start:stop])
+        assert layer.compute_output_shape(x.shape) == x[..., start:stop].shape
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])

@@ -42,6 +42,7 @@ def _bn(cls, x, dtype):
 @pytest.mark.parametrize("shape,dtype", [
     ((8, 5), "float32"), ((8, 5), "float64"), ((4, 3, 3, 5), "float32"), ((4, 3, 3, 5), "float64"),
     ((4, 3, 3, 16), "float32"),  # Keras' fused kernel; 5 channels take the padded one
+    ((2, 3, 2, 3, 5), "float32"),  # 5-D: Keras' fused kernel (NDHWC), never padded
 ])
 def test_torch_batch_normalization_tracks_the_unbiased_variance(rng, shape, dtype):
     x = rng.normal(1.0, 2.0, shape).astype(dtype)
@@ -113,6 +114,19 @@ def test_torch_batch_normalization_pads_channels_to_the_fast_kernels_multiple(
 
     assert ("Pad" in op_types(True)) == padded
     assert "Pad" not in op_types(False)
+
+
+@pytest.mark.parametrize("shape", [(0, 3, 3, 30), (0, 5)])
+def test_torch_batch_normalization_keeps_its_statistics_on_an_empty_batch(shape):
+    """A replica's empty share of a short last batch: the batch statistics are NaN, the
+    running ones must stay (as in Keras' fused path), in the padded and the 2-D path."""
+    bn = TorchBatchNormalization()
+    bn.build(shape)
+    before = [w.copy() for w in bn.get_weights()]
+    y = tf.function(lambda x: bn(x, training=True))(tf.zeros(shape))
+    assert y.shape == shape
+    for after, expected in zip(bn.get_weights(), before):
+        np.testing.assert_array_equal(after, expected)
 
 
 @pytest.mark.parametrize("shape,dtype,unbiased", [

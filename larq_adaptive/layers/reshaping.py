@@ -94,16 +94,23 @@ class ChannelSlice(tf.keras.layers.Layer):
         self.start = int(start)
         self.stop = int(stop)
 
+    def _kept(self, channels):
+        """The kept channel indices, as Python slices them (negative and large bounds too)."""
+        return range(channels)[self.start : self.stop]
+
     def call(self, inputs):
         # tf.slice, not inputs[..., start:stop]: a strided slice's forward and backward
         # (StridedSliceGrad) take ~10x as long on CPU as tf.slice's (a Pad)
-        rank = inputs.shape.rank
-        return tf.slice(inputs, [0] * (rank - 1) + [self.start],
-                        [-1] * (rank - 1) + [self.stop - self.start])
+        channels, rank = inputs.shape[-1], inputs.shape.rank
+        if channels is None:
+            return inputs[..., self.start : self.stop]
+        kept = self._kept(channels)
+        return tf.slice(inputs, [0] * (rank - 1) + [kept.start], [-1] * (rank - 1) + [len(kept)])
 
     def compute_output_shape(self, input_shape):
         shape = tf.TensorShape(input_shape)
-        return shape[:-1].concatenate([self.stop - self.start])
+        channels = shape[-1]
+        return shape[:-1].concatenate([None if channels is None else len(self._kept(channels))])
 
     def get_config(self):
         return {**super().get_config(), "start": self.start, "stop": self.stop}
