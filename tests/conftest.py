@@ -35,6 +35,12 @@ _NATIVE_LOG = re.compile(r"^([IWEF]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ \S+:\d+\]|WARNI
                          r"messages before absl::InitializeLog\(\) is called)")
 
 
+def op_types(function, *args):
+    """The op types of ``function``'s graph, traced by ``tf.function`` for ``args``."""
+    return {op.type for op in tf.function(function).get_concrete_function(*args).graph
+            .get_operations()}
+
+
 def command_stderr_lines(stderr):
     """The non-empty stderr lines of a command, TensorFlow's native log lines left out."""
     return [line for line in stderr.splitlines() if line.strip() and not _NATIVE_LOG.match(line)]

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import op_types
 from larq_adaptive.channelwise import relu_affine, shift_channels
 
 # every bfloat16 bit pattern once, as an NHWC tensor with 16 channels
@@ -52,11 +53,6 @@ def assert_same_numbers(result, expected, where=None):
 
 def run(function, *args, graph):
     return tf.function(function)(*args) if graph else function(*args)
-
-
-def op_types(function, *args):
-    return {op.type for op in tf.function(function).get_concrete_function(*args).graph
-            .get_operations()}
 
 
 @pytest.mark.parametrize("graph", [False, True], ids=["eager", "tf.function"])
