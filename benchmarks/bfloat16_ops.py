@@ -30,7 +30,11 @@ forward and backward as TensorFlow's fused kernel and as
 fast multiple), a channel slice (``x[..., 2:-4]``) and option A's 2x subsample
 (``x[:, ::2, ::2, :]``), forward and backward, as strided slices and as
 ``larq_adaptive.layers.ChannelSlice`` and ``larq_adaptive.layers.reshaping.subsample`` (whose
-gradients are a ``Pad``, not a ``StridedSliceGrad``).
+gradients are a ``Pad``, not a ``StridedSliceGrad``). A per-channel sum of products (a
+slope's gradient) as a ``Mul`` and a ``Sum`` and as ``larq_adaptive.channelwise.channel_dot``;
+a zero-padded 3x3 convolution forward and backward as an explicit ``Pad`` and a VALID conv
+and as a "same" conv (``PaddedQuantConv2D`` where PyTorch's padding equals it); and AdaBin's
+activation binarizer forward and backward (``larq_adaptive.ste.adabin_activation_sign``).
 Ops are timed in interleaved rounds (each op once in float32, once in bfloat16, per round),
 each call a ``tf.function``; the ratio is float32 time / bfloat16 time (> 1: bfloat16 is
 faster). The CPU's bfloat16 flags are printed.
@@ -50,9 +54,14 @@ import tensorflow as tf  # noqa: E402
 
 from larq_adaptive.layers import ChannelSlice, HardTanh, TorchBatchNormalization  # noqa: E402
 from larq_adaptive.layers.reshaping import subsample  # noqa: E402
-from larq_adaptive.channelwise import scale_channels, shift_channels  # noqa: E402
+from larq_adaptive.channelwise import (  # noqa: E402
+    channel_dot,
+    scale_channels,
+    shift_channels,
+    sum_but_channels,
+)
 from larq_adaptive.layers.activations import prelu, two_slope  # noqa: E402
-from larq_adaptive.ste import approx_sign  # noqa: E402
+from larq_adaptive.ste import adabin_activation_sign, approx_sign  # noqa: E402
 from larq_adaptive.training.runtime import bfloat16_cpu_line  # noqa: E402
 
 
@@ -108,6 +117,27 @@ def _torch_batch_norm(x):
         policy = "mixed_bfloat16" if x.dtype == tf.bfloat16 else "float32"
         _BATCH_NORMS[x.dtype] = TorchBatchNormalization(dtype=policy)
     return _BATCH_NORMS[x.dtype](x, training=True)
+
+
+def _conv_step(conv):
+    """x, dy, kernel -> ``conv(x, kernel)`` and its input and kernel gradients."""
+
+    def step(x, dy, kernel):
+        with tf.GradientTape() as tape:
+            tape.watch([x, kernel])
+            y = conv(x, kernel)
+        return [y, *tape.gradient(y, [x, kernel], output_gradients=dy)]
+
+    return step
+
+
+def _adabin_step(x, dy, kernel):
+    """AdaBin's activation binarizer forward and its x, alpha, beta gradients."""
+    alpha, beta = tf.constant(0.8), tf.constant(0.1)
+    with tf.GradientTape() as tape:
+        tape.watch([x, alpha, beta])
+        y = adabin_activation_sign(x, alpha, beta)
+    return [y, *tape.gradient(y, [x, alpha, beta], output_gradients=dy)]
 
 
 @tf.custom_gradient
@@ -170,6 +200,19 @@ OPS = {
         lambda x: ChannelSlice(2, x.shape[-1] - 4, dtype=x.dtype)(x)),
     "Subsample 2x forward + backward, strided slice": _step(lambda x: x[:, ::2, ::2, :]),
     "Subsample 2x forward + backward, subsample": _step(lambda x: subsample(x, 2)),
+    # a per-channel slope's gradient sum(dy * x): a Mul and a Sum, and channel_dot (the
+    # 1x1 depthwise convolution's filter gradient: one pass, nothing full-size written)
+    "Per-channel sum of products, Mul + Sum": lambda x, dy, w: sum_but_channels(x * dy),
+    "Per-channel sum of products, channel_dot": lambda x, dy, w: channel_dot(x, dy),
+    # a zero-padded 3x3 conv forward + backward (input and kernel gradients): an explicit
+    # Pad and a VALID conv (the Pad's gradient a Slice), and the conv's own "same" padding
+    # (PaddedQuantConv2D where PyTorch's padding equals it)
+    "Conv 3x3 forward + backward, Pad + VALID": _conv_step(
+        lambda x, w: tf.nn.conv2d(tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]]), w, 1, "VALID")),
+    "Conv 3x3 forward + backward, SAME": _conv_step(lambda x, w: tf.nn.conv2d(x, w, 1, "SAME")),
+    # AdaBin's activation binarizer (alpha 0.8, beta 0.1), forward and the x, alpha, beta
+    # gradients: in bfloat16 one fused affine map of min(sign(u), 0) and channel_dot sums
+    "AdaBin activation binarizer forward + backward": _adabin_step,
     "Cast (to the other dtype)": lambda x, dy, w: tf.cast(
         x, tf.float32 if x.dtype == tf.bfloat16 else tf.bfloat16),
 }

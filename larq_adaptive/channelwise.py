@@ -12,8 +12,13 @@ out +0). Measured in ``benchmarks/bfloat16_ops.py`` (docs/training.md, "Mixed pr
 
 - :func:`scale_channels` (``x * s``) uses the depthwise convolution in every dtype (faster in
   float32 too).
-- :func:`shift_channels` (``x + b``) and :func:`relu_affine` (``max(0, s x + b)``) use it for
-  bfloat16 only: in float32 the Eigen ops are as fast or faster.
+- :func:`shift_channels` (``x + b``), :func:`affine_channels` (``s x + b``) and
+  :func:`relu_affine` (``max(0, s x + b)``) use it for bfloat16 only: in float32 the Eigen
+  ops are as fast or faster.
+- :func:`channel_dot` (``sum(a * b)`` per channel, a parameter's gradient) is the depthwise
+  convolution's filter gradient in every dtype: one pass that reads both tensors and writes
+  nothing full-size, 1.3-4x faster than a ``Mul`` and a ``Sum`` (more at channel counts that
+  are not a multiple of 8), accumulated in float32 as ``Sum`` does.
 
 Anything else (other ranks, an unknown channel count, per-sample shifts) takes the plain
 element-wise ops. :func:`scale_channels` serves Maxout's and PReLU's training paths only,
@@ -23,7 +28,14 @@ TFLite ``ADD`` per shift).
 
 import tensorflow as tf
 
-__all__ = ["relu_affine", "scale_channels", "shift_channels", "sum_but_channels"]
+__all__ = [
+    "affine_channels",
+    "channel_dot",
+    "relu_affine",
+    "scale_channels",
+    "shift_channels",
+    "sum_but_channels",
+]
 
 
 def _channels(x):
@@ -72,6 +84,18 @@ def sum_but_channels(t):
     return tf.reduce_sum(t, axes)
 
 
+def channel_dot(a, b):
+    """``a * b`` summed over every axis but the last (e.g. a per-channel slope's gradient
+    ``sum(dy * x)``). On NHWC tensors with a static channel count the filter gradient of a
+    1x1 depthwise convolution: one fused pass instead of a full-size ``Mul`` and a ``Sum``
+    (accumulated in float32, rounded once per channel to the inputs' dtype)."""
+    channels = _channels(a)
+    if channels is None or b.shape.rank != 4:
+        return sum_but_channels(a * b)
+    return tf.compat.v1.nn.depthwise_conv2d_native_backprop_filter(
+        a, [1, 1, channels, 1], b, [1, 1, 1, 1], "VALID")[0, 0, :, 0]
+
+
 @tf.custom_gradient
 def _fused_shift(x, shift):
     """``x + shift`` as ``BiasAdd(depthwise(x, 1), shift)``; the gradients of the add."""
@@ -93,6 +117,16 @@ def shift_channels(x, shift):
     return x + shift
 
 
+def affine_channels(x, scale, shift):
+    """``scale * x + shift`` for numbers ``scale`` and ``shift``. For a bfloat16 NHWC tensor
+    one depthwise convolution with bias, fused in a ``tf.function``: there each output
+    ``s x + b`` is computed in float32 and rounded once (``s`` and ``b`` rounded to bfloat16
+    first), where the two element-wise ops (and eager execution) round the product first."""
+    if _fuses(x):
+        return tf.nn.bias_add(_depthwise(x, _per_channel(x, scale)), _per_channel(x, shift))
+    return shift + scale * x
+
+
 def relu_affine(x, scale, shift):
     """``max(0, shift + scale * x)`` for numbers ``scale`` and ``shift`` (e.g. ApproxSign's
     derivative ``max(0, 2 - 2|u|)`` on ``|u|``). For a bfloat16 NHWC tensor one fused
@@ -100,7 +134,4 @@ def relu_affine(x, scale, shift):
     CPU (differentiable, but meant for backward passes). A NaN input gives 0 there, where
     TensorFlow's ``Relu`` passes the NaN (a NaN reaching a sign has made the forward pass NaN
     already)."""
-    if _fuses(x):
-        return tf.nn.relu(tf.nn.bias_add(_depthwise(x, _per_channel(x, scale)),
-                                         _per_channel(x, shift)))
-    return tf.nn.relu(shift + scale * x)
+    return tf.nn.relu(affine_channels(x, scale, shift))

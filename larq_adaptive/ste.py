@@ -8,7 +8,12 @@ larq's own ``ste_sign`` is reused elsewhere.
 import larq as lq
 import tensorflow as tf
 
-from larq_adaptive.channelwise import relu_affine, sum_but_channels
+from larq_adaptive.channelwise import (
+    affine_channels,
+    channel_dot,
+    relu_affine,
+    sum_but_channels,
+)
 
 
 def approx_sign_derivative(x):
@@ -69,26 +74,44 @@ def adabin_activation_sign(x, alpha, beta):
     ``alpha`` and ``beta`` (docs/training.md, "Train-step time"). ``alpha`` and ``beta`` are
     scalars; they may be wider than ``x`` (float32 for a float16/bfloat16 ``x``): the
     element-wise math runs in ``x``'s dtype, and their gradients are accumulated per channel
-    in ``x``'s dtype (TensorFlow sums reduced-precision tensors in float32), then across
-    channels in theirs, and returned in their dtype.
+    (:func:`~larq_adaptive.channelwise.channel_dot`, in float32, rounded per channel to
+    ``x``'s dtype), then across channels in theirs, and returned in their dtype.
+
+    In bfloat16 the two levels come from ``m = min(sign(u), 0)`` (0 where larq's sign is +1,
+    -1 where it is -1, NaN stays NaN) as ``q = 2 alpha m + alpha (1 + beta)``, one fused
+    per-channel affine map (:func:`~larq_adaptive.channelwise.affine_channels`) instead of
+    four element-wise ops: the same two levels up to bfloat16 rounding (each computed in
+    float32 and rounded once), the same sign decisions.
     """
     a, b = tf.cast(alpha, x.dtype), tf.cast(beta, x.dtype)
     u = (x - b) / a
-    signs = lq.math.sign(u)
 
     def total(t):
-        """Sum of ``t`` in ``alpha``'s dtype: per channel first (a small vector)."""
-        return tf.reduce_sum(tf.cast(sum_but_channels(t), alpha.dtype))
+        """Sum of a per-channel vector ``t`` in ``alpha``'s dtype."""
+        return tf.reduce_sum(tf.cast(t, alpha.dtype))
+
+    if x.dtype == tf.bfloat16:
+        minus = tf.minimum(tf.sign(u), 0.0)  # sign(u) = 1 + 2 minus
+        q = affine_channels(minus, 2.0 * a, a * (1.0 + b))
+
+        def dot_signs(dy, sum_dy):
+            return sum_dy + 2.0 * total(channel_dot(minus, dy))
+    else:
+        signs = lq.math.sign(u)
+        q = a * (signs + b)
+
+        def dot_signs(dy, sum_dy):
+            return total(channel_dot(signs, dy))
 
     def grad(dy):
         slope = approx_sign_derivative(u)
         dx = dy * slope
-        sum_dy = total(dy)
-        d_alpha = total(dy * signs - dx * u) + beta * sum_dy
-        d_beta = alpha * sum_dy - total(dx)
+        sum_dy = total(sum_but_channels(dy))
+        d_alpha = dot_signs(dy, sum_dy) - total(channel_dot(u, dx)) + beta * sum_dy
+        d_beta = alpha * sum_dy - total(sum_but_channels(dx))
         return dx, d_alpha, d_beta
 
-    return a * (signs + b), grad
+    return q, grad
 
 
 @tf.custom_gradient

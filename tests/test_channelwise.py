@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import op_types
-from larq_adaptive.channelwise import relu_affine, shift_channels
+from larq_adaptive.channelwise import affine_channels, channel_dot, relu_affine, shift_channels
 
 # every bfloat16 bit pattern once, as an NHWC tensor with 16 channels
 ALL_BFLOAT16 = tf.bitcast(tf.constant(np.arange(2**16, dtype=np.uint16).reshape(16, 16, 16, 16)),
@@ -75,6 +75,45 @@ def test_relu_affine_is_approx_signs_derivative_for_every_bfloat16_value(graph):
     # and the values the derivative takes: 0 at |x| >= 1, 2 at 0, linear between
     assert_same_numbers(relu_affine(tf.constant([[[[0.0, 0.5, 1.0, 3.0]]]], tf.bfloat16),
                                     -2.0, 2.0), [[[[2.0, 1.0, 0.0, 0.0]]]])
+
+
+@pytest.mark.parametrize("graph", [False, True], ids=["eager", "tf.function"])
+def test_affine_channels_rounds_as_documented_for_every_bfloat16_value(graph):
+    """In a tf.function (the BiasAdd fused) ``s x + b`` is rounded once; eagerly the
+    product is rounded first."""
+    scale, shift = 2.5, -0.375  # both exact in bfloat16; 2.5 x is not
+    with np.errstate(over="ignore", invalid="ignore"):
+        product = np.float32(scale) * flush(as_float32(ALL_BFLOAT16))
+        expected = to_bfloat16((product if graph else to_bfloat16(product)) + np.float32(shift))
+    assert_same_numbers(run(lambda x: affine_channels(x, scale, shift), ALL_BFLOAT16,
+                            graph=graph), expected)
+    x = np.array([[[[0.5, -1.0, 3.0]]]], np.float32)  # float32: the element-wise ops
+    np.testing.assert_array_equal(affine_channels(tf.constant(x), 2.5, -0.375), 2.5 * x - 0.375)
+
+
+@pytest.mark.parametrize("dtype", [tf.float32, tf.bfloat16])
+@pytest.mark.parametrize("shape", [(4, 6, 6, 16), (3, 5, 7, 30), (2, 4, 4, 86), (7, 16)],
+                         ids=["16 channels", "30 channels", "86 channels", "rank 2"])
+def test_channel_dot_is_the_per_channel_sum_of_products(rng, dtype, shape):
+    a = tf.constant(rng.normal(size=shape), dtype)
+    b = tf.constant(rng.normal(size=shape), dtype)
+    exact = (as_float32(a).astype(np.float64) * as_float32(b)).sum(axis=tuple(range(len(shape) - 1)))
+    result = channel_dot(a, b)
+    assert result.dtype == dtype and result.shape == (shape[-1],)
+    # NHWC: accumulated in float32 (an error of the order of float32's, not bfloat16's, in
+    # the sums), then rounded once to the inputs' dtype; the fallback (Mul, Sum) rounds each
+    # product to it first
+    size = (np.abs(as_float32(a)) * np.abs(as_float32(b))).sum(axis=tuple(range(len(shape) - 1)))
+    rounding = 2.0**-8 * np.abs(exact) if dtype == tf.bfloat16 else 0.0
+    products = 2.0**-8 * size if dtype == tf.bfloat16 and len(shape) != 4 else 0.0
+    assert (np.abs(as_float32(result) - exact) <= rounding + products + 1e-5 * size).all()
+    graph = tf.function(channel_dot).get_concrete_function(
+        tf.TensorSpec([None, *shape[1:]], dtype), tf.TensorSpec([None, *shape[1:]], dtype))
+    kinds = {op.type for op in graph.graph.get_operations()}
+    # NHWC: the depthwise filter gradient, no full-size product; other ranks: Mul and Sum
+    assert ("DepthwiseConv2dNativeBackpropFilter" in kinds) == (len(shape) == 4)
+    assert ("Mul" in kinds) == (len(shape) != 4)
+    np.testing.assert_allclose(as_float32(graph(a, b)), as_float32(result))  # unknown batch
 
 
 def test_shift_channels_gradients_are_the_adds(rng):

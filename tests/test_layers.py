@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 
 import larq_adaptive as lqa
+from conftest import op_types
 from larq_adaptive.layers import TorchPadding2D
 from larq_adaptive.padding import torch_pads
 
@@ -277,6 +278,20 @@ def test_padded_conv_equals_symmetric_padding(rng, size, kernel_size, stride):
     # LCE-safe form: never pad more after than before (spec larq_integration 8.1).
     before, after = torch_pads(size, kernel_size, stride, kernel_size // 2)
     assert before == kernel_size // 2 and after <= before
+
+
+@pytest.mark.parametrize("size, stride, pad_values, padded", [
+    (8, 1, 0.0, False), (7, 2, 0.0, False), (8, 2, 0.0, True), (8, 1, 1.0, True)])
+def test_padded_conv_lets_the_convolution_pad_where_torch_padding_is_same(
+        size, stride, pad_values, padded):
+    """Zero padding that equals TF "same" (stride 1, stride 2 on odd sizes) is the conv's own
+    (no Pad op, no Slice in the gradient; the values: the test above); elsewhere, and for
+    +1 padding, an explicit pad."""
+    layer = lqa.layers.PaddedQuantConv2D(4, 3, strides=stride, pad_values=pad_values,
+                                         input_quantizer="ste_sign", use_bias=False)
+    x = tf.zeros([2, size, size, 3])
+    layer.build(x.shape)
+    assert any(kind.startswith("Pad") for kind in op_types(layer, x)) == padded
 
 
 def test_padded_conv_pads_after_the_input_quantizer(rng):

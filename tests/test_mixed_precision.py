@@ -148,6 +148,43 @@ def test_adabin_activation_scalar_gradients_are_float32_under_bfloat16():
     assert abs(float(d_beta) - expected_beta) < 4e-3 * scale
 
 
+def test_adabin_activation_levels_and_sign_decisions_under_bfloat16():
+    """The bfloat16 forward (one fused affine map of ``min(sign(u), 0)``): larq's sign of
+    ``u = (x - beta) / alpha`` as the element-wise bfloat16 ops round it (``x == beta`` is +1),
+    the two levels as the docstring rounds them (within one bfloat16 step of
+    ``alpha (+-1 + beta)``), NaN kept; and ``dx = dy max(0, 2 - 2|u|)`` exactly."""
+    rng = np.random.default_rng(2)
+    alpha, beta = 0.8, 0.1
+    a, b = _bf16(alpha), _bf16(beta)
+    x = _bf16(rng.normal(0.0, 1.0, (4, 6, 6, 16)))
+    x.reshape(-1)[:4] = [b, np.nan, b + 0.5, 0.0]
+    dy = _bf16(rng.normal(0.0, 1.0, x.shape))
+    tf.keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    quantizer = lqa.quantizers.AdaBinActivationQuantizer(alpha_init=alpha, beta_init=beta)
+    quantizer.build(x.shape)
+    inputs = tf.constant(x, tf.bfloat16)
+    with tf.GradientTape() as tape:
+        tape.watch(inputs)
+        out = quantizer(inputs)
+    dx = tape.gradient(out, inputs, output_gradients=tf.constant(dy, tf.bfloat16))
+    out, dx = tf.cast(out, tf.float32).numpy(), tf.cast(dx, tf.float32).numpy()
+
+    f32 = np.float32  # each op: float32 arithmetic on bfloat16 values, rounded once
+    with np.errstate(invalid="ignore"):
+        u = _bf16(f32(_bf16(f32(x) - f32(b))) / f32(a))
+        upper = _bf16(f32(a) * f32(_bf16(f32(1.0) + f32(b))))  # the bias
+        lower = _bf16(f32(upper) - f32(2.0 * a))  # bias - 2 alpha
+        expected = np.where(u >= 0, upper, lower)
+        expected[np.isnan(u)] = np.nan
+        np.testing.assert_array_equal(out, expected)
+        slope = _bf16(np.maximum(f32(0.0), f32(2.0) - f32(2.0) * np.abs(f32(u))))
+        finite = ~np.isnan(u)  # at NaN: 0 in a tf.function (fused ReLU), NaN eagerly
+        np.testing.assert_array_equal(dx[finite], _bf16(f32(dy) * f32(slope))[finite])
+    assert out.reshape(-1)[0] == upper and np.isnan(out.reshape(-1)[1])
+    for level, exact in ((upper, alpha * (1 + beta)), (lower, alpha * (beta - 1))):
+        assert abs(level - exact) <= 2.0**-7 * abs(exact)
+
+
 def test_bfloat16_note_follows_the_cpu_flags(tmp_path):
     with_flags = tmp_path / "with"
     with_flags.write_text("processor : 0\nflags : fpu avx2 avx512f avx512_bf16\n")

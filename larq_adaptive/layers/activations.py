@@ -3,7 +3,7 @@ the Hardtanh of IR-Net-style networks."""
 
 import tensorflow as tf
 
-from larq_adaptive.channelwise import scale_channels, shift_channels, sum_but_channels
+from larq_adaptive.channelwise import channel_dot, scale_channels, shift_channels
 from larq_adaptive.hyper import HyperFunction
 from larq_adaptive.serialization import build_sublayer, register
 
@@ -38,11 +38,12 @@ def two_slope(x, pos, neg):
 
     (the slope gradients summed over all axes but the last). ``s`` is exactly ``p`` or ``n``
     in every dtype (one of its two terms is 0; ``n + (p - n) m`` would round ``p - n`` and
-    bias a whole channel in bfloat16). Seven full-size passes forward and four backward,
-    against about fifteen for automatic differentiation of ``p relu(x) - n relu(-x)``, whose
-    ``Relu``/``ReluGrad`` are slower in bfloat16 than in float32 on CPU (docs/training.md,
-    "Mixed precision"); the two per-channel products are 1x1 depthwise convolutions on NHWC
-    inputs. At ``x = 0`` the input gradient is ``n``, as PyTorch's ``nn.PReLU`` backward
+    bias a whole channel in bfloat16). Seven full-size passes forward and two backward (``dy
+    s``, ``dy x``; the slope gradients are :func:`~larq_adaptive.channelwise.channel_dot`
+    reductions that write nothing full-size), against about fifteen for automatic
+    differentiation of ``p relu(x) - n relu(-x)``, whose ``Relu``/``ReluGrad`` are slower in
+    bfloat16 than in float32 on CPU (docs/training.md, "Mixed precision"); the two
+    per-channel products are 1x1 depthwise convolutions on NHWC inputs. At ``x = 0`` the input gradient is ``n``, as PyTorch's ``nn.PReLU`` backward
     gives; ``relu``'s backward (the official AdaBin Maxout, Keras's PReLU) gives 0. In float32
     an exact 0 after BN and the residual add practically never occurs; in bfloat16 a residual
     add can round to it, and only the gradient of those elements moves. Maxout uses it in
@@ -53,7 +54,7 @@ def two_slope(x, pos, neg):
 
     def grad(dy):
         dy_x = dy * x
-        return dy * slope, sum_but_channels(dy_x * positive), sum_but_channels(dy_x * negative)
+        return dy * slope, channel_dot(positive, dy_x), channel_dot(negative, dy_x)
 
     return slope * x, grad
 
@@ -74,7 +75,7 @@ def prelu(x, alpha):
     slope = positive + scale_channels(negative, alpha)
 
     def grad(dy):
-        return dy * slope, sum_but_channels(dy * x * negative)
+        return dy * slope, channel_dot(negative, dy * x)
 
     return slope * x, grad
 

@@ -40,7 +40,10 @@ class PaddedQuantConv2D(lq.layers.QuantConv2D):
 
     Binarize, then pad, then a VALID convolution: the official code's order. The pad is
     written LCE-safe (``((p, p-1), ...)`` for stride 2 on even sizes, see
-    :mod:`larq_adaptive.padding`). ``pad`` defaults to ``kernel_size // 2``.
+    :mod:`larq_adaptive.padding`). ``pad`` defaults to ``kernel_size // 2``. Where zero
+    padding equals TF "same" padding on a static input shape (stride 1 with ``pad = k // 2``,
+    stride 2 on odd sizes) the convolution pads by itself instead: the same numbers without
+    a ``Pad`` op (and the ``Slice`` of its gradient), 1.2-1.4x faster forward and backward.
 
     ``pad_values=0.0`` (default): zero padding, as PyTorch and the official code (exact
     export needs a border correction or LCE's zero-padded "same" conv).
@@ -69,6 +72,19 @@ class PaddedQuantConv2D(lq.layers.QuantConv2D):
     def _pad_constant(self):
         """The value the quantized input is padded with (``pad_values`` for +-1 quantizers)."""
         return self.pad_values
+
+    def _pads_as_same(self, inputs):
+        """Whether PyTorch's padding equals TF "same" padding on ``inputs``' static spatial
+        shape (stride 1 with ``pad = k // 2``, stride 2 on odd sizes, ...)."""
+        return inputs.shape[1:3].is_fully_defined() and is_same_padding(
+            inputs.shape, self.kernel_size, self.strides, self.pad, self.dilation_rate)
+
+    def _same_conv(self, inputs, kernel):
+        """The conv of zero-padded ``inputs`` as one "same" convolution (where
+        :meth:`_pads_as_same`): oneDNN pads inside the kernel, without the ``Pad`` op and the
+        ``Slice`` of its gradient, 1.3-1.4x faster forward and backward (docs/training.md)."""
+        return tf.nn.convolution(inputs, kernel, self.strides, "SAME",
+                                 dilations=self.dilation_rate, name=self.__class__.__name__)
 
     def _border(self, inputs, kernel, scale=None):
         """``conv(m, kernel)`` for the padding mask ``m`` of ``inputs``: compact (a few
@@ -103,6 +119,8 @@ class PaddedQuantConv2D(lq.layers.QuantConv2D):
         # A quantizer created under another dtype policy (larq#631) must not leak its dtype.
         inputs = tf.cast(inputs, self.compute_dtype)
         value = self._pad_constant()
+        if isinstance(value, float) and value == 0.0 and self._pads_as_same(inputs):
+            return self._same_conv(inputs, kernel)
         if tf.is_tensor(value) or isinstance(value, tf.Variable):
             value = tf.cast(value, inputs.dtype)
         return super().convolution_op(self._padded(inputs, value), kernel)
@@ -220,12 +238,9 @@ class BorderCorrectedQuantConv2D(PaddedQuantConv2D):
     def convolution_op(self, inputs, kernel):
         inputs = tf.cast(inputs, self.compute_dtype)
         conv = super(PaddedQuantConv2D, self).convolution_op  # plain VALID conv
-        static = inputs.shape[1:3].is_fully_defined()
-        if static and is_same_padding(inputs.shape, self.kernel_size, self.strides, self.pad,
-                                      self.dilation_rate):
+        if self._pads_as_same(inputs):
             if self.pad_values == 0.0:
-                return tf.nn.convolution(inputs, kernel, self.strides, "SAME",
-                                         dilations=self.dilation_rate)
+                return self._same_conv(inputs, kernel)
             return conv(self._padded(inputs, 1.0), kernel)  # fused into a +1 "same" LceBconv2d
         outputs = conv(lq.math.sign(self._padded(inputs, 1.0)), kernel)
         if self.pad_values == 0.0:
