@@ -17,8 +17,9 @@ out +0). Measured in ``benchmarks/bfloat16_ops.py`` (docs/training.md, "Mixed pr
   ops are as fast or faster.
 - :func:`channel_dot` (``sum(a * b)`` per channel, a parameter's gradient) is the depthwise
   convolution's filter gradient in every dtype: one pass that reads both tensors and writes
-  nothing full-size, 1.3-4x faster than a ``Mul`` and a ``Sum`` (more at channel counts that
-  are not a multiple of 8), accumulated in float32 as ``Sum`` does.
+  nothing full-size, 1.1-4x faster than a ``Mul`` and a ``Sum`` at the shapes measured (the
+  most at channel counts that are not a multiple of 8; about even at 128x8x8x64 in
+  bfloat16), accumulated in float32 as ``Sum`` does.
 
 Anything else (other ranks, an unknown channel count, per-sample shifts) takes the plain
 element-wise ops. :func:`scale_channels` serves Maxout's and PReLU's training paths only,

@@ -43,11 +43,12 @@ def two_slope(x, pos, neg):
     reductions that write nothing full-size), against about fifteen for automatic
     differentiation of ``p relu(x) - n relu(-x)``, whose ``Relu``/``ReluGrad`` are slower in
     bfloat16 than in float32 on CPU (docs/training.md, "Mixed precision"); the two
-    per-channel products are 1x1 depthwise convolutions on NHWC inputs. At ``x = 0`` the input gradient is ``n``, as PyTorch's ``nn.PReLU`` backward
-    gives; ``relu``'s backward (the official AdaBin Maxout, Keras's PReLU) gives 0. In float32
-    an exact 0 after BN and the residual add practically never occurs; in bfloat16 a residual
-    add can round to it, and only the gradient of those elements moves. Maxout uses it in
-    training only; inference keeps the exact ``p relu(x) - n relu(-x)``.
+    per-channel products are 1x1 depthwise convolutions on NHWC inputs. At ``x = 0`` the
+    input gradient is ``n``, as PyTorch's ``nn.PReLU`` backward gives; ``relu``'s backward
+    (the official AdaBin Maxout, Keras's PReLU) gives 0. In float32 an exact 0 after BN and
+    the residual add practically never occurs; in bfloat16 a residual add can round to it,
+    and only the gradient of those elements moves. Maxout uses it in training only;
+    inference keeps the exact ``p relu(x) - n relu(-x)``.
     """
     positive, negative = _sign_masks(x)
     slope = scale_channels(positive, pos) + scale_channels(negative, neg)
