@@ -12,7 +12,7 @@ import larq as lq
 import tensorflow as tf
 
 from larq_adaptive.channelwise import shift_channels
-from larq_adaptive.hyper import HyperFunction
+from larq_adaptive.hyper import HyperFunction, with_global_average_pool
 from larq_adaptive.serialization import build_sublayer, register
 from larq_adaptive.ste import (
     adabin_activation_sign, approx_sign, channel_scaled_sign, ede_sign,
@@ -215,10 +215,13 @@ class DySign(lq.quantizers.Quantizer):
         super().build(input_shape)
 
     def call(self, inputs):
-        tau = tf.cast(self.threshold(inputs), inputs.dtype)
+        # x and its pooled context from one op: the backward adds GAP's gradient to x's in
+        # one broadcasting add (larq_adaptive.hyper.with_global_average_pool).
+        x, pooled = with_global_average_pool(inputs)
+        tau = tf.cast(self.threshold(pooled), x.dtype)
         # x + (b - tau), not x - tau + b: the (N, 1, 1, C) shift is formed first, so the
         # backward reduces the incoming gradient once instead of negating it at full size.
-        return approx_sign(inputs + (tf.cast(self.bias, inputs.dtype) - tau))
+        return approx_sign(x + (tf.cast(self.bias, x.dtype) - tau))
 
     def get_config(self):
         return {

@@ -54,10 +54,10 @@ def finish(inputs, outputs, input_tensor, name, method, weights, load=load_weigh
 # Full-precision layers
 
 
-def batch_norm(x, name):
+def batch_norm(x, name, dtype=None):
     """PyTorch BatchNorm (momentum 0.1, eps 1e-5, running variance unbiased)."""
     return TorchBatchNormalization(
-        momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name
+        momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name, dtype=dtype
     )(x)
 
 
@@ -79,19 +79,25 @@ def torch_max_pool(x, pool_size=3, strides=2, pad=1, name=None):
     return tf.keras.layers.MaxPool2D(pool_size, strides, padding="valid", name=name)(x)
 
 
+def head_dtype():
+    """"float32" under a float16/bfloat16 policy (the head computes in float32), else None
+    (the policy's dtype: float64 runs stay float64)."""
+    half = tf.keras.mixed_precision.global_policy().compute_dtype in ("float16", "bfloat16")
+    return "float32" if half else None
+
+
 def dense(x, num_classes, initializer, name="logits", torch_bias=False):
     """Full-precision Dense logits with bias (float32 under mixed precision, else the
     policy's dtype: float64 runs stay float64). Bias init zeros, or with ``torch_bias``
     ``nn.Linear``'s default ``U(+-1/sqrt(fan_in))`` (official code that only re-initialises
     the weight)."""
-    half = tf.keras.mixed_precision.global_policy().compute_dtype in ("float16", "bfloat16")
     bias = "zeros"
     if torch_bias:
         bound = 1.0 / math.sqrt(int(x.shape[-1]))
         bias = tf.keras.initializers.RandomUniform(-bound, bound)
     return tf.keras.layers.Dense(
         num_classes, kernel_initializer=initializer(), bias_initializer=bias,
-        dtype="float32" if half else None, name=name,
+        dtype=head_dtype(), name=name,
     )(x)
 
 
@@ -229,11 +235,13 @@ def stem(x, filters, kernel_size, strides, method, activation=True, initializer=
 def pooled_head(x, num_classes, method, batch_norm_features=True, initializer=None,
                 torch_bias=False):
     """Global average pool (-> BN on the pooled vector) -> Dense: ``head_pool``, ``head_bn``,
-    ``logits`` (Dense init: ``initializer``, default the method's; ``torch_bias``: see
-    :func:`dense`)."""
-    x = tf.keras.layers.GlobalAveragePooling2D(name="head_pool")(x)
+    ``logits``, in float32 under mixed precision (Dense init: ``initializer``, default the
+    method's; ``torch_bias``: see :func:`dense`)."""
+    # In float32 under mixed precision: TensorFlow 2.15's bfloat16 mean is off by up to 3.3
+    # units in the last place at 8 x 8 (docs/training.md, "Mixed precision").
+    x = tf.keras.layers.GlobalAveragePooling2D(name="head_pool", dtype=head_dtype())(x)
     if batch_norm_features:
-        x = batch_norm(x, "head_bn")
+        x = batch_norm(x, "head_bn", dtype=head_dtype())
     return dense(x, num_classes, initializer or method.kernel_initializer, torch_bias=torch_bias)
 
 

@@ -4,7 +4,7 @@ the Hardtanh of IR-Net-style networks."""
 import tensorflow as tf
 
 from larq_adaptive.channelwise import channel_dot, scale_channels, shift_channels
-from larq_adaptive.hyper import HyperFunction
+from larq_adaptive.hyper import HyperFunction, with_global_average_pool
 from larq_adaptive.serialization import build_sublayer, register
 
 __all__ = ["DyPReLU", "HardTanh", "Maxout", "RPReLU"]
@@ -145,12 +145,13 @@ class RPReLU(tf.keras.layers.Layer):
         self.bias_out = _channel_weight(self, "bias_out", channels, 0.0)
         super().build(input_shape)
 
-    def shifts(self, inputs):
-        """(input shift, output shift), broadcastable against ``inputs``."""
-        return self.bias_in, self.bias_out
+    def with_shifts(self, inputs):
+        """``(inputs, input shift, output shift)``, the shifts broadcastable against
+        ``inputs``."""
+        return inputs, self.bias_in, self.bias_out
 
     def call(self, inputs, training=None):
-        shift_in, shift_out = self.shifts(inputs)
+        inputs, shift_in, shift_out = self.with_shifts(inputs)
         shifted = shift_channels(inputs, tf.cast(shift_in, inputs.dtype))
         if _is_training(training):  # inference keeps PReLU: one TFLite PRELU op
             activated = prelu(shifted, tf.reshape(tf.cast(self.prelu.alpha, inputs.dtype), [-1]))
@@ -187,9 +188,10 @@ class DyPReLU(RPReLU):
         build_sublayer(self.shift, input_shape)
         super().build(input_shape)
 
-    def shifts(self, inputs):
-        gamma, zeta = tf.split(tf.cast(self.shift(inputs), inputs.dtype), 2, axis=-1)
-        return self.bias_in - gamma, self.bias_out + zeta
+    def with_shifts(self, inputs):
+        inputs, pooled = with_global_average_pool(inputs)
+        gamma, zeta = tf.split(tf.cast(self.shift(pooled), inputs.dtype), 2, axis=-1)
+        return inputs, self.bias_in - gamma, self.bias_out + zeta
 
     def get_config(self):
         return {
