@@ -21,21 +21,26 @@ from larq_adaptive.serialization import build_sublayer, register
 
 
 def _spatial_mean(x):
-    """Mean over the spatial axes of an NHWC tensor, as a sum (accumulated in float32 and
-    rounded once, in every dtype) divided by H W. The sum divided by a power of two is the
-    correctly rounded mean, by another H W within two units in the last place (tests). In
-    bfloat16 on TensorFlow 2.15's CPU kernels, ``tf.reduce_mean`` is 2.4x slower and off by
-    up to 6 units at 32 x 32 (measured; TensorFlow 2.19's is as fast and correctly rounded)."""
-    return tf.reduce_sum(x, axis=[1, 2]) / _pixels(x, x.dtype)
+    """Mean over the spatial axes of an NHWC tensor: a sum (accumulated in float32 and
+    rounded once, in every dtype) divided by H W in at least float32, then rounded to
+    ``x``'s dtype. Correctly rounded at power-of-two H W, within 1.5 units in the last place
+    otherwise (tests). In bfloat16 on TensorFlow 2.15's CPU kernels, ``tf.reduce_mean`` is
+    2.4x slower and off by up to 6 units at 32 x 32 (measured; TensorFlow 2.19's is as fast
+    and correctly rounded)."""
+    return _per_pixel(tf.reduce_sum(x, axis=[1, 2]), x)
 
 
-def _pixels(x, dtype):
-    return tf.cast(tf.shape(x)[1] * tf.shape(x)[2], dtype)
+def _per_pixel(total, x):
+    """``total / (H W)`` of ``x``, divided in at least float32 (H W need not be exact in 16
+    bits: 17 x 17 = 289 is 288 in bfloat16) and returned in ``total``'s dtype."""
+    wide = tf.float32 if total.dtype.size < 4 else total.dtype
+    pixels = tf.cast(tf.shape(x)[1] * tf.shape(x)[2], wide)
+    return tf.cast(tf.cast(total, wide) / pixels, total.dtype)
 
 
 def _spread(x, pooled_gradient):
     """The (N, 1, 1, C) share of a pooled gradient that reaches each pixel of ``x``."""
-    return (pooled_gradient / _pixels(x, pooled_gradient.dtype))[:, tf.newaxis, tf.newaxis, :]
+    return _per_pixel(pooled_gradient, x)[:, tf.newaxis, tf.newaxis, :]
 
 
 @tf.custom_gradient

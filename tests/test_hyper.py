@@ -26,11 +26,13 @@ def _as_float64(t):
 
 
 @pytest.mark.parametrize("pool", [global_average_pool, lambda x: with_global_average_pool(x)[1]])
-@pytest.mark.parametrize("size", [32, 8, 7])
+@pytest.mark.parametrize("size", [32, 8, 7, 17])
 def test_pooled_context_is_the_mean_rounded_once_in_bfloat16(pool, size):
     """At 32 x 32 and 8 x 8 the correctly rounded mean of the bfloat16 inputs (a sum
-    accumulated in float32, rounded once, divided by a power of two); at 7 x 7 (a second
-    rounding in the division) within two bfloat16 units in the last place of the exact mean."""
+    accumulated in float32, rounded once, divided by a power of two); at 7 x 7 and 17 x 17
+    (289 pixels are not exact in bfloat16) within 1.5 bfloat16 units in the last place of
+    the exact mean (the sum's rounding: at most one unit of the mean; the final rounding:
+    half a unit)."""
     x = _bfloat16(np.random.default_rng(size).normal(0.5, 1.0, (16, size, size, 16)))
     exact = _as_float64(x).mean(axis=(1, 2))
     rounded = _as_float64(tf.cast(tf.constant(exact, tf.float32), tf.bfloat16))
@@ -39,7 +41,7 @@ def test_pooled_context_is_the_mean_rounded_once_in_bfloat16(pool, size):
     if size in (32, 8):
         np.testing.assert_array_equal(got, rounded)
     else:
-        assert np.all(np.abs(got - exact) <= 2 * ulp)
+        assert np.all(np.abs(got - exact) <= 1.5 * ulp)
 
 
 def test_with_global_average_pool_gradient_is_one_broadcasting_add(rng):
