@@ -2,8 +2,8 @@
 each TensorFlow op a ResNet-20 training step spends its time in, float32 against bfloat16,
 on one activation-sized tensor (batch x 32 x 32 x 16, the first stage of a CIFAR ResNet-20).
 
-    python benchmarks/bfloat16_ops.py [--batch-size 128] [--channels 16] [--rounds 7] [--calls 20]
-                                      [--json out.json]
+    python benchmarks/bfloat16_ops.py [--batch-size 128] [--channels 16] [--size 32]
+                                      [--rounds 7] [--calls 20] [--json out.json]
 
 Convolutions (oneDNN) get faster in bfloat16 on a CPU with AVX512-BF16 or AMX; TensorFlow's
 element-wise kernels (Eigen) convert every element to float32 and back, so they get slower.
@@ -35,6 +35,10 @@ slope's gradient) as a ``Mul`` and a ``Sum`` and as ``larq_adaptive.channelwise.
 a zero-padded 3x3 convolution forward and backward as an explicit ``Pad`` and a VALID conv
 and as a "same" conv (``PaddedQuantConv2D`` where PyTorch's padding equals it); and AdaBin's
 activation binarizer forward and backward (``larq_adaptive.ste.adabin_activation_sign``).
+Two more time a 3x3 convolution's filter gradient (the op that gains least of the
+convolutions') in two other forms: one forward convolution of transposed tensors, and image
+patches times a matrix product. ``--size 16 --channels 32`` and ``--size 8 --channels 64``
+give the shapes of a CIFAR ResNet-20's later stages.
 Ops are timed in interleaved rounds (each op once in float32, once in bfloat16, per round),
 each call a ``tf.function``; the ratio is float32 time / bfloat16 time (> 1: bfloat16 is
 faster). The CPU's bfloat16 flags are printed.
@@ -140,6 +144,23 @@ def _adabin_step(x, dy, kernel):
     return [y, *tape.gradient(y, [x, alpha, beta], output_gradients=dy)]
 
 
+def _filter_gradient_by_conv(x, dy):
+    """A stride-1 "same" 3x3 conv's filter gradient as one forward convolution: channels as
+    the batch, the batch as channels, the output gradient as a (H, W, N, C) filter."""
+    padded = tf.transpose(tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]]), [3, 1, 2, 0])
+    out = tf.nn.conv2d(padded, tf.transpose(dy, [1, 2, 0, 3]), 1, "VALID")
+    return tf.transpose(out, [1, 2, 0, 3])
+
+
+def _filter_gradient_by_patches(x, dy):
+    """The same filter gradient as 3x3 image patches (N H W, 9 C) times dy (N H W, C)."""
+    channels = x.shape[-1]
+    patches = tf.image.extract_patches(x, [1, 3, 3, 1], [1, 1, 1, 1], [1, 1, 1, 1], "SAME")
+    product = tf.matmul(tf.reshape(patches, [-1, 9 * channels]), tf.reshape(dy, [-1, channels]),
+                        transpose_a=True)
+    return tf.reshape(product, [3, 3, channels, channels])
+
+
 @tf.custom_gradient
 def _element_wise_approx_sign(x):
     """``approx_sign`` with its derivative as three element-wise ops (before channelwise)."""
@@ -213,6 +234,12 @@ OPS = {
     # AdaBin's activation binarizer (alpha 0.8, beta 0.1), forward and the x, alpha, beta
     # gradients: in bfloat16 one fused affine map of min(sign(u), 0) and channel_dot sums
     "AdaBin activation binarizer forward + backward": _adabin_step,
+    # the same 3x3 filter gradient in two other forms (both slower: docs/training.md, "night"):
+    # a forward convolution of the transposed, padded input with the transposed output
+    # gradient as its filter, and image patches times the output gradient
+    "Conv2DBackpropFilter as a forward conv": lambda x, dy, w: _filter_gradient_by_conv(x, dy),
+    "Conv2DBackpropFilter as patches x matmul": lambda x, dy, w: _filter_gradient_by_patches(
+        x, dy),
     "Cast (to the other dtype)": lambda x, dy, w: tf.cast(
         x, tf.float32 if x.dtype == tf.bfloat16 else tf.bfloat16),
 }
@@ -221,7 +248,7 @@ OPS = {
 def time_ops(args):
     """{op: {dtype: median ms}}: interleaved rounds of ``calls`` calls."""
     channels = args.channels
-    shape = (args.batch_size, 32, 32, channels)
+    shape = (args.batch_size, args.size, args.size, channels)
     tensors = {}
     for dtype in (tf.float32, tf.bfloat16):
         x, dy = (tf.cast(tf.random.stateless_normal(shape, [seed, 0]), dtype) for seed in (1, 2))
@@ -247,6 +274,9 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--channels", type=int, default=16,
                         help="the tensor's channels (30: a DWR width, not a multiple of 8)")
+    parser.add_argument("--size", type=int, default=32,
+                        help="the tensor's height and width (8 with --channels 64: the last "
+                             "stage of a CIFAR ResNet-20)")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--calls", type=int, default=20)
     parser.add_argument("--json", help="also write the results here")
@@ -254,7 +284,10 @@ def main(argv=None):
     cpu = bfloat16_cpu_line()
     if args.channels < 8:
         parser.error("--channels must be at least 8")
-    print(f"tensor {args.batch_size}x32x32x{args.channels}, {args.rounds} rounds x "
+    if args.size < 4 or args.size % 2:
+        parser.error("--size must be an even number of at least 4")
+    print(f"tensor {args.batch_size}x{args.size}x{args.size}x{args.channels}, "
+          f"{args.rounds} rounds x "
           f"{args.calls} calls, {os.cpu_count()} CPU(s), TensorFlow {tf.__version__}")
     print(cpu)
     results = time_ops(args)

@@ -78,9 +78,9 @@ def test_fixed_budget_bfloat16_run_and_report(tmp_path):
 @pytest.mark.slow  # TensorFlow ops in two dtypes (emulated bfloat16 on most CPUs)
 def test_bfloat16_ops_benchmark(tmp_path):
     stdout, report = _run(tmp_path, "bfloat16_ops.py", "--batch-size", "2", "--channels", "30",
-                          "--rounds", "1", "--calls", "1")
+                          "--size", "8", "--rounds", "1", "--calls", "1")
     assert report["cpu"].startswith("CPU bfloat16 flags:") and report["cpu"] in stdout
-    assert report["channels"] == 30 and "tensor 2x32x32x30," in stdout
+    assert report["channels"] == 30 and "tensor 2x8x8x30," in stdout
     assert {"Conv2DBackpropInput", "SelectV2", "ReluGrad", "ApproxSign backward, larq",
             "ApproxSign backward, larq_adaptive", "HardTanh backward, clip_by_value",
             "HardTanh backward, larq_adaptive", "Maxout forward + backward, autodiff",
@@ -93,6 +93,7 @@ def test_bfloat16_ops_benchmark(tmp_path):
             "Channel slice forward + backward, ChannelSlice",
             "Subsample 2x forward + backward, strided slice",
             "Subsample 2x forward + backward, subsample",
+            "Conv2DBackpropFilter as a forward conv", "Conv2DBackpropFilter as patches x matmul",
             } <= set(report["results"])
     for op, row in report["results"].items():
         assert row["float32"] > 0 and row["bfloat16"] > 0 and math.isfinite(row["speedup"]), op
@@ -165,9 +166,36 @@ def test_fit_step_is_train_on_batch_on_one_iterator():
         np.testing.assert_allclose(mine, theirs, rtol=1e-5, atol=1e-6)
 
 
-def test_bfloat16_ops_refuses_too_few_channels(tmp_path):
+@pytest.mark.parametrize("flags, message", [
+    (["--channels", "4"], "--channels must be at least 8"),
+    (["--size", "7"], "--size must be an even number of at least 4"),
+])
+def test_bfloat16_ops_refuses_bad_shapes(tmp_path, flags, message):
     result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bfloat16_ops.py"),
-                             "--channels", "4"], capture_output=True, text=True, timeout=300,
+                             *flags], capture_output=True, text=True, timeout=300,
                             cwd=tmp_path, env=child_env())
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "--channels must be at least 8" in result.stderr
+    assert message in result.stderr
+
+
+@pytest.mark.parametrize("size, channels", [(8, 16), (6, 24)])
+def test_bfloat16_ops_filter_gradient_forms_equal_tensorflows(size, channels):
+    """The two other forms of a 3x3 "same" convolution's filter gradient that
+    bfloat16_ops.py times give TensorFlow's own Conv2DBackpropFilter (float64 oracle)."""
+    import numpy as np
+    import tensorflow as tf
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import bfloat16_ops
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    rng = np.random.default_rng(size)
+    x = rng.normal(size=(3, size, size, channels))
+    dy = rng.normal(size=(3, size, size, channels))
+    expected = tf.raw_ops.Conv2DBackpropFilter(
+        input=x, filter_sizes=[3, 3, channels, channels], out_backprop=dy,
+        strides=[1, 1, 1, 1], padding="SAME").numpy()
+    for form in (bfloat16_ops._filter_gradient_by_conv, bfloat16_ops._filter_gradient_by_patches):
+        got = form(tf.constant(x, tf.float32), tf.constant(dy, tf.float32)).numpy()
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4, err_msg=form.__name__)
