@@ -38,6 +38,9 @@ import tensorflow as tf  # noqa: E402
 
 from larq_adaptive import export  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _results  # noqa: E402  (this directory)
+
 BIREAL, QUICKNET = "larq_zoo.BiRealNet", "larq_zoo.QuickNet"
 DEFAULT_MODELS = ("adabin_resnet20", "reactnet_resnet18", "reactnet_resnet18:pad1", BIREAL,
                   QUICKNET)
@@ -49,8 +52,8 @@ SIZE_TARGETS = {"reactnet_resnet18": ("ratio", 1.25), "reactnet_resnet18:pad1": 
 LATENCY_TARGETS = {"reactnet_resnet18": 1.1, "reactnet_resnet18:pad1": 1.1}
 
 
-def build(name):
-    """The Keras model of a ``--models`` entry."""
+def build(name, weights=None):
+    """The Keras model of a ``--models`` entry (``weights``: a file ``get_model`` reads)."""
     if name.startswith("larq_zoo."):
         import larq_zoo
 
@@ -59,8 +62,8 @@ def build(name):
     from larq_adaptive.models import get_model
 
     if name.endswith(PAD1):
-        return get_model(name[: -len(PAD1)], pad_values=1.0)
-    return get_model(name)
+        return get_model(name[: -len(PAD1)], pad_values=1.0, weights=weights)
+    return get_model(name, weights=weights)
 
 
 def binary_macs(model, report):
@@ -86,14 +89,15 @@ def largest_map_constant(flatbuffer):
     )
 
 
-def convert(name):
+def convert(name, weights=None):
     tf.keras.backend.clear_session()
-    model = build(name)
+    model = build(name, weights)
     start = time.perf_counter()
     report = export.to_tflite(model)
     total, in_bconv = binary_macs(model, report)
     return report, {
         "model": name,
+        "weights": "trained (" + os.path.basename(weights) + ")" if weights else "untrained",
         "binary_convs": len(report.convs),
         "lce_bconv2d": report.histogram[export.BCONV_OP],
         "binary_macs_M": total / 1e6,
@@ -229,14 +233,23 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--runs", type=int, default=20, help="timed rounds (0: sizes only)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed runs per model first")
+    parser.add_argument("--weights", nargs="+", default=[], metavar="MODEL=PATH",
+                        help="trained weights of a --models entry (e.g. adabin_resnet20=model.th): "
+                             "the file size then is the size with trained weights")
     parser.add_argument("--out", help="append one JSON line per result to this file")
     args = parser.parse_args(argv)
     if args.runs < 0 or args.warmup < 0 or min(args.threads) < 1:
         parser.error("--threads must be >= 1, --runs and --warmup >= 0")
+    weights = dict(item.split("=", 1) for item in args.weights if "=" in item)
+    if len(weights) != len(args.weights) or not set(weights) <= set(args.models):
+        parser.error("--weights takes MODEL=PATH for models given in --models")
+    missing = [path for path in weights.values() if not os.path.isfile(path)]
+    if missing:
+        parser.error(f"--weights: no file {missing[0]}")
 
     size_rows, flatbuffers, shapes = [], {}, {}
     for name in args.models:
-        report, row = convert(name)
+        report, row = convert(name, weights.get(name))
         size_rows.append(row)
         flatbuffers[name], shapes[name] = report.flatbuffer, row["input_shape"]
         print(json.dumps(row), flush=True)
@@ -255,6 +268,8 @@ def main(argv=None):
         "cpus": os.cpu_count(), "load_before": load_before, "load_after": load_after,
         "runs": args.runs, "warmup": args.warmup,
     }
+    _results.write("inference", {"sizes": size_rows, "latency": latency,
+                                 "environment": environment})
     if args.out:
         with open(args.out, "a") as f:
             for row in size_rows + latency + [environment]:

@@ -22,6 +22,7 @@ how many probe pixels ``tf.io.decode_jpeg`` would change. Inputs go through
 import argparse
 import io
 import os
+import sys
 import tarfile
 import tempfile
 import time
@@ -35,6 +36,9 @@ import tensorflow as tf  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from larq_adaptive.models import get_model, preprocess_input  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _results  # noqa: E402  (this directory)
 
 MODEL = "adabin_resnet20"
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
@@ -77,9 +81,13 @@ def correct_predictions(model, images, labels, batch_size=250):
 
 
 def report(title, hits, reference, seconds):
+    """Print one line and return the figures of ``hits`` (booleans, one per image)."""
     print(f"{title}: top-1 {100 * hits.mean():.2f} % ({hits.sum()}/{hits.size}) "
           f"[official PyTorch: {reference} %]; first {OFFICIAL_PROTOCOL} images (the official "
           f"drop_last loader): {100 * hits[:OFFICIAL_PROTOCOL].mean():.2f} % ({seconds:.0f} s)")
+    return {"top1": 100 * float(hits.mean()), "correct": int(hits.sum()), "images": int(hits.size),
+            "top1_first_9984": 100 * float(hits[:OFFICIAL_PROTOCOL].mean()),
+            "official_pytorch_top1": reference, "seconds": round(seconds, 1)}
 
 
 def check_decoders(root, probe, files, images):
@@ -91,9 +99,11 @@ def check_decoders(root, probe, files, images):
             [decode_tf((Path(root) / str(f)).read_bytes()) for f in probe["files"]]
         ),
     }
+    counts = {}
     for name, pixels in decoded.items():
-        differ = int((pixels != probe["images_uint8"]).sum())
-        print(f"  {name}: {differ} of {probe['images_uint8'].size} probe pixel values differ")
+        counts[name] = int((pixels != probe["images_uint8"]).sum())
+        print(f"  {name}: {counts[name]} of {probe['images_uint8'].size} probe pixel values differ")
+    return counts
 
 
 def main():
@@ -113,9 +123,12 @@ def main():
     with np.load(args.shared / "data" / "cifar10-test-original" / "cifar10_test.npz") as data:
         images, labels = data["images"], data["labels"]
     hits = correct_predictions(model, images, labels)
-    report("lossless CIFAR-10 test set", hits, REFERENCE["lossless"], time.time() - start)
-
+    results = {"form": "decomposed (LCE)" if args.decomposed else "Keras",
+               "lossless": report("lossless CIFAR-10 test set", hits, REFERENCE["lossless"],
+                                  time.time() - start)}
+    name = "official_adabin_cifar10" + ("_decomposed" if args.decomposed else "")
     if args.lossless_only:
+        _results.write(name, results)
         return
     start = time.time()
     tar_path = args.shared / "data" / "cifar10-jpeg" / "test.tar.gz"
@@ -126,9 +139,12 @@ def main():
         jpeg_images, jpeg_labels, files = read_jpeg_folder(root)
         probe_path = reference / "probe.npz"
         if probe_path.exists():
-            check_decoders(root, np.load(probe_path), files, jpeg_images)
+            results["probe_pixels_changed"] = check_decoders(root, np.load(probe_path), files,
+                                                             jpeg_images)
     hits = correct_predictions(model, jpeg_images, jpeg_labels)
-    report("JPEG CIFAR-10 test copy", hits, REFERENCE["jpeg"], time.time() - start)
+    results["jpeg"] = report("JPEG CIFAR-10 test copy", hits, REFERENCE["jpeg"],
+                             time.time() - start)
+    _results.write(name, results)
 
 
 if __name__ == "__main__":

@@ -49,6 +49,7 @@ from larq_adaptive.models import get_model  # noqa: E402
 from larq_adaptive.training import CoupledWeightDecay  # noqa: E402
 from larq_adaptive.training.runtime import bfloat16_cpu_line  # noqa: E402
 from _fit_step import fit_step  # noqa: E402  (this directory)
+import _results  # noqa: E402  (this directory)
 
 ADAPTIVE = {"adabin_resnet20": "all", "reactnet_resnet20": "reactnet", "dybnn_resnet20": "reactnet"}
 PLAIN = "+ste_sign"
@@ -205,11 +206,14 @@ def main(argv=None):
           f"inter-op threads {args.inter_op_threads or 'default'}, TensorFlow {tf.__version__}")
     print(bfloat16_cpu_line())
     results = compare_policies(args) if args.policy else compare_quantizers(args)
+    record = {"batch_size": args.batch_size, "rounds": args.rounds, "steps": args.steps,
+              "inter_op_threads": args.inter_op_threads, "threads": args.threads,
+              "policy": args.policy, "cpu": bfloat16_cpu_line(), "tensorflow": tf.__version__,
+              "results": results}
+    _results.write(f"train_step_{args.policy}" if args.policy else "train_step", record)
     if args.json:
         with open(args.json, "w") as handle:
-            json.dump({"batch_size": args.batch_size, "inter_op_threads": args.inter_op_threads,
-                       "threads": args.threads, "policy": args.policy, "cpu": bfloat16_cpu_line(),
-                       "tensorflow": tf.__version__, "results": results}, handle, indent=2)
+            json.dump(record, handle, indent=2)
     return results
 
 
