@@ -1,27 +1,34 @@
 """Fixed-budget comparison on real CIFAR-10 (CPU): the adaptive ResNet-20s against the same
 network with larq's plain quantizers, each trained for the same number of epochs with its
 recipe's schedule spanning exactly those epochs; test accuracy (10,000 lossless test
-images) after every epoch.
+images) after every epoch, for one or more seeds.
 
-    python benchmarks/fixed_budget.py --epochs 10                 # hours on 2 CPU cores
+    python benchmarks/fixed_budget.py --epochs 10 --seeds 0 1     # hours on 2 CPU cores
     python benchmarks/fixed_budget.py --policy mixed_bfloat16 --models adabin_resnet20
     python benchmarks/fixed_budget.py --report-only               # table + plot from the runs
 
-Runs go to ``--output-root`` (default runs/fixed_budget/<name>/, or <name>_<policy>/ with
-``--policy mixed_bfloat16`` / ``mixed_float16``: train.py ``--mixed-precision``), one
-``train.py`` run each: re-running the command after an interruption continues where it
-stopped. The report lists every run found, float32 and mixed precision side by side. Two-step recipes
-get ``epochs / 2`` per step, so every model sees the same number of epochs. The table goes
-to stdout and ``<output-root>/fixed_budget.md``, the curves to ``--plot``.
+Runs go to ``<output-root>/seed<N>/<name>`` (default output root runs/fixed_budget;
+``<name>_<policy>`` with ``--policy mixed_bfloat16`` / ``mixed_float16``: train.py
+``--mixed-precision``), one ``train.py`` run each: re-running the command after an
+interruption continues where it stopped. Two-step recipes get ``epochs / 2`` per step, so
+every model sees the same number of epochs. The report covers every run found under the
+output root (all seeds and policies): the table goes to stdout and
+``<output-root>/fixed_budget.md``, the curves (mean over seeds, min-max band) to ``--plot``,
+and the result to ``benchmarks/results/fixed_budget.json``.
 """
 
 import argparse
 import csv
 import json
 import os
+import statistics
+import sys
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _results  # noqa: E402  (this directory)
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 # name -> (registered model, extra train.py flags)
@@ -43,15 +50,21 @@ def run_name(name, policy="float32"):
     return name if policy == "float32" else f"{name}_{policy}"
 
 
-def train_argv(name, args):
+def run_dir(root, seed, name, policy="float32"):
+    return Path(root) / f"seed{seed}" / run_name(name, policy)
+
+
+def train_argv(name, args, seed):
     model, flags = RUNS[name]
     epochs = args.epochs // 2 if any(r in flags for r in TWO_STEP) else args.epochs
     argv = [
         "--model", model, *flags, "--epochs", str(epochs),
         "--data-dir", str(args.data_dir), "--val-data-dir", str(args.val_data_dir),
-        "--output-dir", str(Path(args.output_root) / run_name(name, args.policy)),
-        "--seed", str(args.seed), "--verbose", "2",
+        "--output-dir", str(run_dir(args.output_root, seed, name, args.policy)),
+        "--seed", str(seed), "--verbose", "2",
     ]
+    if args.threads:
+        argv += ["--threads", str(args.threads), "--inter-op-threads", str(args.threads)]
     if POLICIES[args.policy]:
         argv += ["--mixed-precision", POLICIES[args.policy]]
     if args.steps_per_epoch:
@@ -68,41 +81,98 @@ def curve(run_dir):
     return accuracies
 
 
+def finished(run_dir):
+    """``results.json`` of a finished run (None while it is unfinished)."""
+    path = Path(run_dir) / "results.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def collect(root):
+    """``{run name: {seed: {"curve", "test_accuracy", "train_seconds", ...}}}`` of every run
+    found under ``root``."""
+    runs = {}
+    for seed_dir in sorted(Path(root).glob("seed*")):
+        seed = seed_dir.name[len("seed"):]
+        for name in RUNS:
+            for policy in POLICIES:
+                folder = seed_dir / run_name(name, policy)
+                if not folder.is_dir():
+                    continue
+                done = finished(folder)
+                config = json.loads((folder / "config.json").read_text())
+                entry = {"curve": curve(folder), "finished": done is not None,
+                         "policy": policy, "mixed_precision": config.get("mixed_precision")}
+                if done:
+                    epochs = len(entry["curve"])
+                    entry.update(test_accuracy=done["test_accuracy"], epochs=epochs,
+                                 train_seconds=done["train_seconds"],
+                                 seconds_per_epoch=round(done["train_seconds"] / epochs, 1))
+                runs.setdefault(run_name(name, policy), {})[seed] = entry
+    return runs
+
+
+def table(runs):
+    """Markdown: per run, the mean test accuracy (%) after each epoch and the final one with
+    its min-max over seeds."""
+    epochs = max((len(s["curve"]) for seeds in runs.values() for s in seeds.values()), default=0)
+    lines = ["| model | seeds | " + " | ".join(str(e + 1) for e in range(epochs))
+             + " | final (min-max) |", "|---" * (epochs + 3) + "|"]
+    for name, seeds in runs.items():
+        curves = [s["curve"] for s in seeds.values()]
+        cells = [f"{100 * statistics.mean(c[e] for c in curves if len(c) > e):.1f}"
+                 if any(len(c) > e for c in curves) else "" for e in range(epochs)]
+        last = [c[-1] for c in curves if c]
+        final = (f"{100 * statistics.mean(last):.1f} ({100 * min(last):.1f}-{100 * max(last):.1f})"
+                 if last else "-")
+        lines.append(f"| {name} | {', '.join(seeds)} | " + " | ".join(cells) + f" | {final} |")
+    return "\n".join(lines)
+
+
+def plot(runs, path, epochs):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(6, 4))
+    for name, seeds in runs.items():
+        curves = [s["curve"] for s in seeds.values() if s["curve"]]
+        if not curves:
+            continue
+        length = min(len(c) for c in curves)
+        x = range(1, length + 1)
+        values = [[100 * c[e] for c in curves] for e in range(length)]
+        axes.plot(x, [statistics.mean(v) for v in values], "o-",
+                  label=f"{name} ({len(curves)} seed{'s' * (len(curves) > 1)})")
+        axes.fill_between(x, [min(v) for v in values], [max(v) for v in values], alpha=0.2)
+    axes.set_xlabel("epoch")
+    axes.set_ylabel("CIFAR-10 test accuracy (%)")
+    axes.set_title(f"ResNet-20 1W1A, {epochs} epochs each (CPU); mean, min-max over seeds")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+
+
 def report(args):
     root = Path(args.output_root)
-    curves = {run_name(name, policy): curve(root / run_name(name, policy))
-              for name in RUNS for policy in POLICIES
-              if policy == "float32" or (root / run_name(name, policy)).is_dir()}
-    epochs = max((len(c) for c in curves.values()), default=0)
-    lines = ["| model | " + " | ".join(str(e + 1) for e in range(epochs)) + " | best |",
-             "|---" * (epochs + 2) + "|"]
-    for name, values in curves.items():
-        cells = [f"{100 * v:.1f}" for v in values] + [""] * (epochs - len(values))
-        best = f"{100 * max(values):.1f}" if values else "-"
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {best} |")
-    table = "\n".join(lines)
-    print(table)
-    Path(args.output_root).mkdir(parents=True, exist_ok=True)
-    (Path(args.output_root) / "fixed_budget.md").write_text(table + "\n")
-    (Path(args.output_root) / "fixed_budget.json").write_text(json.dumps(curves, indent=2))
-    if args.plot and any(curves.values()):
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        figure, axes = plt.subplots(figsize=(6, 4))
-        for name, values in curves.items():
-            if values:
-                axes.plot(range(1, len(values) + 1), [100 * v for v in values], "o-", label=name)
-        axes.set_xlabel("epoch")
-        axes.set_ylabel("CIFAR-10 test accuracy (%)")
-        axes.set_title(f"ResNet-20 1W1A, {args.epochs} epochs each (CPU)")
-        axes.grid(alpha=0.3)
-        axes.legend()
-        figure.tight_layout()
-        figure.savefig(args.plot, dpi=120)
-    return curves
+    runs = collect(root)
+    if not runs:
+        print(f"no runs found under {root}/seed*/: train them first "
+              f"(python benchmarks/fixed_budget.py --epochs {args.epochs})")
+        return runs
+    text = table(runs)
+    print(text)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "fixed_budget.md").write_text(text + "\n")
+    (root / "fixed_budget.json").write_text(json.dumps(runs, indent=2))
+    if all(s["finished"] for seeds in runs.values() for s in seeds.values()):
+        _results.write("fixed_budget", {"epochs": args.epochs, "runs": runs})
+    else:
+        print("some runs are unfinished: benchmarks/results/fixed_budget.json is left as it is")
+    if args.plot:
+        plot(runs, args.plot, args.epochs)
+    return runs
 
 
 def main(argv=None):
@@ -116,17 +186,21 @@ def main(argv=None):
     parser.add_argument("--policy", choices=tuple(POLICIES), default="float32",
                         help="train under this Keras policy (runs go to <name>_<policy>/)")
     parser.add_argument("--steps-per-epoch", type=int, help="smoke runs only")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", "--seed", type=int, nargs="+", default=[0])
+    parser.add_argument("--threads", type=int, default=0,
+                        help="train.py --threads and --inter-op-threads (0: TensorFlow's default)")
     parser.add_argument("--plot", default="docs/training_fixed_budget.png")
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args(argv)
     if not args.report_only:
         from larq_adaptive.training.cli import main as train
 
-        for name in args.only or RUNS:
-            status = train(train_argv(name, args))
-            if status:
-                print(f"{name}: train.py exited with {status}")
+        for seed in args.seeds:
+            for name in args.only or RUNS:
+                print(f"fixed budget: {name}, seed {seed}", flush=True)
+                status = train(train_argv(name, args, seed))
+                if status:
+                    print(f"{name}, seed {seed}: train.py exited with {status}")
     report(args)
 
 
