@@ -51,12 +51,16 @@ def _version(package):
 
 def commit():
     """The repository's HEAD commit, with ``+dirty`` if tracked files have changes."""
-    def git(*args):
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True,
-                              check=False).stdout.strip()
+    head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT,
+                          capture_output=True, text=True, check=False).stdout.strip() or "unknown"
+    return head + ("+dirty" if changed_files() else "")
 
-    head = git("rev-parse", "--short=12", "HEAD") or "unknown"
-    return head + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+def changed_files():
+    """Tracked files with uncommitted changes (what ``+dirty`` in ``commit()`` refers to)."""
+    status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                            capture_output=True, text=True, check=False).stdout
+    return sorted(line[3:] for line in status.splitlines() if line.strip())
 
 
 def environment(argv=None):
@@ -67,6 +71,7 @@ def environment(argv=None):
         "python": platform.python_version(),
         "packages": {name: _version(name) for name in PACKAGES},
         "commit": commit(),
+        "uncommitted_changes": changed_files(),
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "command": " ".join(["python", os.path.relpath(argv[0], ROOT), *argv[1:]]),
         "load_average": [round(value, 2) for value in os.getloadavg()],

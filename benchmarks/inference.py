@@ -268,8 +268,9 @@ def main(argv=None):
         "cpus": os.cpu_count(), "load_before": load_before, "load_after": load_after,
         "runs": args.runs, "warmup": args.warmup,
     }
-    _results.write("inference", {"sizes": size_rows, "latency": latency,
-                                 "environment": environment})
+    # --runs 0 (sizes only) is stored apart, so that it never replaces a timed run
+    _results.write("inference" if args.runs else "inference_sizes",
+                   {"sizes": size_rows, "latency": latency, "environment": environment})
     if args.out:
         with open(args.out, "a") as f:
             for row in size_rows + latency + [environment]:

@@ -42,7 +42,7 @@ References:
 
 from larq_adaptive.models import blocks, official_adabin
 from larq_adaptive.models.methods import HE_FAN_IN, HE_FAN_OUT, TORCH_DEFAULT, get_method
-from larq_adaptive.models.registry import register_with_float_twin
+from larq_adaptive.models.registry import PaperResult, register_with_float_twin
 
 __all__ = [
     "adabin_resnet18",
@@ -64,7 +64,8 @@ def _method(method, decomposed, initializer, pad_values):
                       pad_values=pad_values)
 
 
-@register_with_float_twin("adabin_resnet20", provenance="official", **CIFAR)
+@register_with_float_twin("adabin_resnet20", provenance="official", **CIFAR,
+                          paper=PaperResult(88.1, "CIFAR-10", "AdaBin README"))
 def adabin_resnet20(
     *, input_shape=None, input_tensor=None, weights=None, include_top=True, num_classes=10,
     method="adabin", decomposed=False, pad_values=0.0,
@@ -145,7 +146,8 @@ def _imagenet_resnet(name, stage_blocks, *, method, decomposed, pad_values, inpu
     return blocks.finish(inputs, x, input_tensor, name, method, weights)
 
 
-@register_with_float_twin("adabin_resnet18", provenance="official", **IMAGENET)
+@register_with_float_twin("adabin_resnet18", provenance="official", **IMAGENET,
+                          paper=PaperResult(63.1, "ImageNet", "AdaBin README"))
 def adabin_resnet18(
     *, input_shape=None, input_tensor=None, weights=None, include_top=True, num_classes=1000,
     method="adabin", decomposed=False, pad_values=0.0,
@@ -166,7 +168,8 @@ def adabin_resnet18(
     )
 
 
-@register_with_float_twin("adabin_resnet34", provenance="official", **IMAGENET)
+@register_with_float_twin("adabin_resnet34", provenance="official", **IMAGENET,
+                          paper=PaperResult(66.4, "ImageNet", "AdaBin README"))
 def adabin_resnet34(
     *, input_shape=None, input_tensor=None, weights=None, include_top=True, num_classes=1000,
     method="adabin", decomposed=False, pad_values=0.0,
@@ -182,7 +185,8 @@ def adabin_resnet34(
     )
 
 
-@register_with_float_twin("adabin_vgg_small", provenance="reconstructed", **CIFAR)
+@register_with_float_twin("adabin_vgg_small", provenance="reconstructed", **CIFAR,
+                          paper=PaperResult(92.3, "CIFAR-10", "AdaBin README"))
 def adabin_vgg_small(
     *, input_shape=None, input_tensor=None, weights=None, include_top=True, num_classes=10,
     method="adabin", decomposed=False, pad_values=0.0,

@@ -73,7 +73,7 @@ from larq_adaptive.models.blocks import (
 )
 from larq_adaptive.models.dwr_search import reshape, search_widths
 from larq_adaptive.models.methods import HE_FAN_IN, HE_FAN_OUT, get_method
-from larq_adaptive.models.registry import register_with_float_twin
+from larq_adaptive.models.registry import PaperResult, register_with_float_twin
 
 __all__ = [
     "dwr_reactnet_resnet18",
@@ -279,7 +279,7 @@ def dwr_vgg_small(
 
 
 @register_with_float_twin("dwr_reactnet_resnet18", method="reactnet", provenance="official",
-                          **IMAGENET)
+                          **IMAGENET, paper=PaperResult(67.2, "ImageNet", "DWR paper, abstract"))
 def dwr_reactnet_resnet18(
     *, input_shape=None, input_tensor=None, weights=None, include_top=True, num_classes=1000,
     widths=(116, 188, 408, 910), blocks=(2, 2, 2, 2), method="reactnet", binary_weights=True,

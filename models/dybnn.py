@@ -31,7 +31,7 @@ References:
 
 from larq_adaptive.models import reactnet
 from larq_adaptive.models.methods import get_method
-from larq_adaptive.models.registry import register_with_float_twin
+from larq_adaptive.models.registry import PaperResult, register_with_float_twin
 
 __all__ = ["dybnn_reactnet_a", "dybnn_resnet18", "dybnn_resnet20"]
 
@@ -66,7 +66,7 @@ def dybnn_resnet20(
 
 @register_with_float_twin(
     "dybnn_resnet18", recipe=reactnet.RESNET18_RECIPE, provenance="reconstructed", **DYBNN,
-    **IMAGENET
+    **IMAGENET, paper=PaperResult(67.4, "ImageNet", "DyBNN paper"),
 )
 def dybnn_resnet18(
     *, input_shape=None, input_tensor=None, weights=None, include_top=True, num_classes=1000,
@@ -86,7 +86,7 @@ def dybnn_resnet18(
 
 @register_with_float_twin(
     "dybnn_reactnet_a", recipe=reactnet.REACTNET_A_RECIPE, provenance="reconstructed", **DYBNN,
-    **IMAGENET
+    **IMAGENET, paper=PaperResult(71.2, "ImageNet", "DyBNN paper"),
 )
 def dybnn_reactnet_a(
     *, input_shape=None, input_tensor=None, weights=None, include_top=True, num_classes=1000,

@@ -50,7 +50,7 @@ from larq_adaptive.models.blocks import (
     torch_max_pool,
 )
 from larq_adaptive.models.methods import get_method
-from larq_adaptive.models.registry import register_with_float_twin
+from larq_adaptive.models.registry import PaperResult, register_with_float_twin
 
 __all__ = ["reactnet_a", "reactnet_resnet18", "reactnet_resnet20"]
 
@@ -165,7 +165,8 @@ def reactnet_resnet20(
 
 
 @register_with_float_twin(
-    "reactnet_resnet18", recipe=RESNET18_RECIPE, provenance="official", **REACTNET, **IMAGENET
+    "reactnet_resnet18", recipe=RESNET18_RECIPE, provenance="official", **REACTNET, **IMAGENET,
+    paper=PaperResult(65.9, "ImageNet", "ReActNet README"),
 )
 def reactnet_resnet18(
     *, input_shape=None, input_tensor=None, weights=None, include_top=True, num_classes=1000,
@@ -190,7 +191,8 @@ def reactnet_resnet18(
 
 
 @register_with_float_twin(
-    "reactnet_a", recipe=REACTNET_A_RECIPE, provenance="official", **REACTNET, **IMAGENET
+    "reactnet_a", recipe=REACTNET_A_RECIPE, provenance="official", **REACTNET, **IMAGENET,
+    paper=PaperResult(69.5, "ImageNet", "ReActNet README"),
 )
 def reactnet_a(
     *, input_shape=None, input_tensor=None, weights=None, include_top=True, num_classes=1000,

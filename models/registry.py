@@ -17,6 +17,7 @@ from larq_adaptive.preprocessing import normalize
 __all__ = [
     "PROVENANCES",
     "ModelEntry",
+    "PaperResult",
     "available_models",
     "get_model",
     "model_entry",
@@ -37,6 +38,15 @@ PROVENANCES = {
 
 
 @dataclasses.dataclass(frozen=True)
+class PaperResult:
+    """The top-1 accuracy its authors published for a model (1-bit weights and activations)."""
+
+    top1: float  # percent
+    dataset: str  # "CIFAR-10" | "ImageNet"
+    source: str  # where it is published
+
+
+@dataclasses.dataclass(frozen=True)
 class ModelEntry:
     """What the registry knows of a model, as data."""
 
@@ -50,6 +60,7 @@ class ModelEntry:
     preprocessing: str = "imagenet"  # x/255 then ImageNet mean/std, as every official recipe
     float_twin: bool = False  # the method="float" twin of a binary model
     provenance: str = None  # a key of PROVENANCES (the twin: its binary model's architecture)
+    paper: PaperResult = None  # the published top-1 of this architecture (None: none published)
 
     @property
     def binary(self):
@@ -60,7 +71,7 @@ _MODELS = {}
 
 
 def register_model(name, *, input_shape, num_classes, family, method, recipe,
-                   preprocessing="imagenet", float_twin=False, provenance=None):
+                   preprocessing="imagenet", float_twin=False, provenance=None, paper=None):
     """Decorator registering a keyword-only builder under ``name``."""
 
     def decorator(builder):
@@ -70,20 +81,20 @@ def register_model(name, *, input_shape, num_classes, family, method, recipe,
             raise ValueError(f"provenance must be one of {sorted(PROVENANCES)}, got {provenance!r}")
         _MODELS[name] = ModelEntry(
             name, builder, tuple(input_shape), num_classes, family, method, recipe,
-            preprocessing, float_twin, provenance,
+            preprocessing, float_twin, provenance, paper,
         )
         return builder
 
     return decorator
 
 
-def register_with_float_twin(name, *, method, recipe, **entry):
+def register_with_float_twin(name, *, method, recipe, paper=None, **entry):
     """Register ``builder`` as ``name`` and its ``method="float"`` twin as ``float_<name>``
     (same family; recipe ``<recipe>_float``: the binary recipe minus what only binary training
     needs, see :func:`larq_adaptive.training.recipes.float_recipe`)."""
 
     def decorator(builder):
-        register_model(name, method=method, recipe=recipe, **entry)(builder)
+        register_model(name, method=method, recipe=recipe, paper=paper, **entry)(builder)
 
         @functools.wraps(builder)
         def float_builder(**kwargs):
