@@ -1,10 +1,15 @@
 """larq-adaptive: adaptive and dynamic binarization (AdaBin, ReActNet, DyBNN, DWR) for larq/Keras."""
 
+import re
+
 from setuptools import setup
+
+# One place for the version: larq_adaptive.__version__.
+VERSION = re.search(r'^__version__ = "([^"]+)"', open("larq_adaptive/__init__.py").read(), re.M)[1]
 
 setup(
     name="larq-adaptive",
-    version="0.1.0",
+    version=VERSION,
     description=(
         "AdaBin, ReActNet, DyBNN and DWR binary neural networks as larq quantizers, "
         "Keras layers and larq-zoo-style models"

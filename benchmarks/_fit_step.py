@@ -4,8 +4,8 @@
 starts tf.data's autotuning thread, which waits 20, 40, 80, 160, ... ms between its checks.
 When the step ends while that thread waits, the call returns only at the thread's next
 wake-up, about 20 (2^k - 1) ms after the step began: ResNet-20 steps came out at ~310 or
-~630 ms whatever their own time, the large DWR models' at ~2550 or ~5120 ms (the "stalls" of
-docs/training.md before 2026-12-05; found with strace and gdb, and gone with autotuning off).
+~630 ms whatever their own time, the large DWR models' at ~2550 or ~5120 ms (found with
+strace and gdb, and gone with autotuning off).
 ``model.fit`` makes one iterator per epoch, so its steps never wait for it. :func:`fit_step`
 does the same: one iterator over the repeated batch, and the model's own train function,
 called as ``fit`` calls it, with the metrics reset before each step as ``train_on_batch``

@@ -234,7 +234,7 @@ OPS = {
     # AdaBin's activation binarizer (alpha 0.8, beta 0.1), forward and the x, alpha, beta
     # gradients: in bfloat16 one fused affine map of min(sign(u), 0) and channel_dot sums
     "AdaBin activation binarizer forward + backward": _adabin_step,
-    # the same 3x3 filter gradient in two other forms (both slower: docs/training.md, "night"):
+    # the same 3x3 filter gradient in two other forms (both slower where measured):
     # a forward convolution of the transposed, padded input with the transposed output
     # gradient as its filter, and image patches times the output gradient
     "Conv2DBackpropFilter as a forward conv": lambda x, dy, w: _filter_gradient_by_conv(x, dy),

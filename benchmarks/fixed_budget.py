@@ -167,7 +167,8 @@ def report(args):
     (root / "fixed_budget.md").write_text(text + "\n")
     (root / "fixed_budget.json").write_text(json.dumps(runs, indent=2))
     if all(s["finished"] for seeds in runs.values() for s in seeds.values()):
-        _results.write("fixed_budget", {"epochs": args.epochs, "runs": runs})
+        _results.write("fixed_budget", {"epochs": args.epochs, "threads": args.threads,
+                                        "runs": runs})
     else:
         print("some runs are unfinished: benchmarks/results/fixed_budget.json is left as it is")
     if args.plot:

@@ -7,7 +7,7 @@ policy against float32.
                                     [--policy mixed_bfloat16 [--models NAME ...]]
 
 Default: adabin_resnet20, reactnet_resnet20, dybnn_resnet20, each against *the same network*
-with larq's plain ``ste_sign`` as input and kernel quantizer (``<name>+ste_sign``: every
+with larq's plain ``ste_sign`` as input and kernel quantizer (``<name>+ste_sign``, "the same network with ste_sign": every
 binary conv's AdaBin/RSign/DySign/ReActNet quantizers replaced, activations, BN and shortcuts
 unchanged), so the ratio is the cost of the adaptive quantizers. A reference row,
 ``reactnet_resnet20(method="ste_sign")`` (larq's ``ste_sign`` on inputs and kernels, HardTanh:
@@ -17,12 +17,11 @@ quantizers and activations together.
 ``--policy mixed_bfloat16`` (or ``mixed_float16``): one binary model per method
 (adabin_resnet20, reactnet_resnet20, dybnn_resnet20, dwr_reactnet_resnet20), the two
 convolution-heavy DWR CIFAR models (dwr_vgg_small, dwr_resnet18_cifar) and the float twin
-float_adabin_resnet20 (the ceiling), each built under the policy and under float32;
+float_adabin_resnet20 (a float twin: what the convolutions alone gain), each built under the policy and under float32;
 the ratio is float32 step time / policy step time (> 1: the policy is faster), of the
 medians and of the lower quartiles of the per-step times. The table counts the steps of at
-least 1.5x the lower quartile per policy ("stalled steps"). Until 2026-12-05 this script
-timed ``train_on_batch``, whose steps waited for tf.data's autotuning thread and came out at
-~310 or ~630 ms (``_fit_step.py``); steps now run as ``model.fit`` runs them. The CPU's
+least 1.5x the lower quartile per policy ("stalled steps"). Steps run as ``model.fit`` runs
+them (``_fit_step.py``: ``train_on_batch`` waits for tf.data's autotuning thread). The CPU's
 bfloat16 flags are printed: without AVX512-BF16 or AMX TensorFlow emulates bfloat16.
 
 Each model is compiled (SGD momentum 0.9 + coupled weight decay, as the recipes) and warmed

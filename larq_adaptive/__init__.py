@@ -36,7 +36,7 @@ from larq_adaptive.saving import (  # noqa: E402
     save_model,
 )
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _LAZY_MODULES = ("data", "export", "models", "plot", "training")
 

@@ -71,7 +71,7 @@ def adabin_activation_sign(x, alpha, beta):
     (Bi-Real's ApproxSign as the sign's backward). This is exactly the chain rule through
     ``alpha * (approx_sign((x - beta) / alpha) + beta)``; writing it out skips the full-size
     negations, divisions and broadcasts that automatic differentiation emits for the scalar
-    ``alpha`` and ``beta`` (docs/training.md, "Train-step time"). ``alpha`` and ``beta`` are
+    ``alpha`` and ``beta`` (``benchmarks/train_step.py``). ``alpha`` and ``beta`` are
     scalars; they may be wider than ``x`` (float32 for a float16/bfloat16 ``x``): the
     element-wise math runs in ``x``'s dtype, and their gradients are accumulated per channel
     (:func:`~larq_adaptive.channelwise.channel_dot`, in float32, rounded per channel to

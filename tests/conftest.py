@@ -7,6 +7,7 @@ Subprocess tests that need the same small models import this module by path
 
 import os
 import re
+import tempfile
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -23,10 +24,15 @@ SHARED = Path(os.environ.get("LQA_SHARED_DIR") or REPO.parent / "shared")
 TINY = "tiny_train_test_net"
 
 
+# Benchmarks run by tests store their results here, never over benchmarks/results/.
+BENCHMARK_RESULTS = Path(tempfile.gettempdir()) / f"lqa-test-benchmark-results-{os.getpid()}"
+
+
 def child_env():
-    """Environment of a test's subprocess: quiet TensorFlow, CPU only, tests importable."""
+    """Environment of a test's subprocess: quiet TensorFlow, CPU only, tests importable,
+    benchmark results kept out of the repository."""
     return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "-1",
-            "PYTHONPATH": str(TESTS)}
+            "PYTHONPATH": str(TESTS), "LQA_BENCHMARK_RESULTS": str(BENCHMARK_RESULTS)}
 
 
 # TensorFlow >= 2.16 writes native (absl/glog-format) log lines at import time that no

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import REPO, child_env, npz_shard
+from conftest import BENCHMARK_RESULTS, REPO, child_env, npz_shard
 
 
 def _run(tmp_path, script, *args):
@@ -68,11 +68,17 @@ def test_fixed_budget_bfloat16_run_and_report(tmp_path):
          "--plot", str(tmp_path / "curves.png")],
         capture_output=True, text=True, timeout=900, cwd=tmp_path, env=child_env())
     assert result.returncode == 0, result.stderr[-3000:]
-    config = json.loads((root / "adabin_resnet20_mixed_bfloat16" / "config.json").read_text())
+    config = json.loads((root / "seed0" / "adabin_resnet20_mixed_bfloat16" / "config.json")
+                        .read_text())
     assert config["mixed_precision"] == "bfloat16"
-    curves = json.loads((root / "fixed_budget.json").read_text())
-    assert len(curves["adabin_resnet20_mixed_bfloat16"]) == 1 and curves["adabin_resnet20"] == []
-    assert "| adabin_resnet20_mixed_bfloat16 |" in result.stdout
+    runs = json.loads((root / "fixed_budget.json").read_text())
+    assert set(runs) == {"adabin_resnet20_mixed_bfloat16"}
+    run = runs["adabin_resnet20_mixed_bfloat16"]["0"]
+    assert len(run["curve"]) == 1 and run["finished"] and run["seconds_per_epoch"] > 0
+    assert "| adabin_resnet20_mixed_bfloat16 | 0 |" in result.stdout
+    stored = json.loads((BENCHMARK_RESULTS / "fixed_budget.json").read_text())
+    assert stored["results"]["runs"] == runs and stored["environment"]["command"].startswith(
+        "python benchmarks/fixed_budget.py --policy mixed_bfloat16")
 
 
 @pytest.mark.slow  # TensorFlow ops in two dtypes (emulated bfloat16 on most CPUs)

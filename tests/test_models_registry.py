@@ -58,7 +58,7 @@ def test_readme_model_table_gives_each_models_provenance():
     listed = {}
     for row in (REPO / "README.md").read_text().splitlines():
         cells = [cell.strip() for cell in row.strip("|").split("|")]
-        if row.startswith("| `") and len(cells) == 4 and cells[2] in PROVENANCES:
+        if row.startswith("| `") and len(cells) == 7 and cells[2] in PROVENANCES:
             for name in re.findall(r"`(\w+)`", cells[0]):
                 listed[name] = cells[2]
     binary = {n: model_entry(n).provenance for n in available_models() if model_entry(n).binary}

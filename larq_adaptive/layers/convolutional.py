@@ -82,7 +82,7 @@ class PaddedQuantConv2D(lq.layers.QuantConv2D):
     def _same_conv(self, inputs, kernel):
         """The conv of zero-padded ``inputs`` as one "same" convolution (where
         :meth:`_pads_as_same`): oneDNN pads inside the kernel, without the ``Pad`` op and the
-        ``Slice`` of its gradient, 1.2-1.4x faster forward and backward (docs/training.md)."""
+        ``Slice`` of its gradient, 1.2-1.4x faster forward and backward (``benchmarks/bfloat16_ops.py``)."""
         return tf.nn.convolution(inputs, kernel, self.strides, "SAME",
                                  dilations=self.dilation_rate, name=self.__class__.__name__)
 

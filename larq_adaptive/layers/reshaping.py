@@ -44,7 +44,7 @@ def subsample(x, strides):
     """``x[:, ::strides, ::strides, :]`` of an NHWC tensor. When ``strides`` divides the
     static height and width, as a reshape that moves each window's rows and columns next to
     the channels, a ``tf.slice`` and a reshape back: forward and backward (a ``Pad``) 5-12x
-    faster on CPU than the strided slice's (``StridedSliceGrad``; docs/training.md)."""
+    faster on CPU than the strided slice's (``StridedSliceGrad``; ``benchmarks/bfloat16_ops.py``)."""
     _, height, width, channels = x.shape
     if strides == 1:
         return x

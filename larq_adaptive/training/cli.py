@@ -114,7 +114,7 @@ def build_parser():
         "and the loss in float32. bfloat16 pays off on CPUs with AVX512-BF16 or AMX only "
         "(a note says so on others)")
     add("--threads", type=int, metavar="N", help="TensorFlow intra-op threads (default or "
-        "0: TensorFlow's, one per core; measured fastest, docs/training.md)")
+        "0: TensorFlow's, one per core; benchmarks/threads.py times the alternatives)")
     add("--inter-op-threads", type=int, metavar="N", help="TensorFlow inter-op threads "
         "(default or 0: TensorFlow's, one per core)")
     add("--steps-per-epoch", type=int, help="limit the steps of each epoch (smoke runs)")

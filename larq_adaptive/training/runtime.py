@@ -55,7 +55,7 @@ def bfloat16_cpu_line(cpuinfo="/proc/cpuinfo"):
         return "CPU bfloat16 flags: unknown (no /proc/cpuinfo)"
     if not flags:
         return (f"CPU bfloat16 flags: none of {', '.join(BFLOAT16_CPU_FLAGS)}: bfloat16 is "
-                "emulated here, the ratio targets do not apply")
+                "emulated here (slower than float32)")
     return f"CPU bfloat16 flags: {', '.join(flags)}"
 
 
