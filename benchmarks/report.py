@@ -480,17 +480,6 @@ def render_training_time(results):
             "[docs/benchmarks.md](docs/benchmarks.md#fixed-budget-on-cifar-10).")
 
 
-def render_speed(results):
-    record = results["train_step_mixed_bfloat16"]
-    if not record:
-        return missing("python benchmarks/train_step.py --policy mixed_bfloat16")
-    return (table(["model (batch 128)", "float32 step (ms): median (IQR)",
-                   "bfloat16 step (ms): median (IQR)", "speed-up (medians / lower quartiles)"],
-                  policy_rows(record, "mixed_bfloat16"))
-            + f"\n\nMeasured on {hardware_note(record)}, "
-            f"{record['results']['rounds']} interleaved rounds of {record['results']['steps']} steps.")
-
-
 def render_precision(results):
     bf16 = results.results("train_step_mixed_bfloat16")
     fp16 = results.results("train_step_mixed_float16")
@@ -501,8 +490,9 @@ def render_precision(results):
     def faster(result):
         if not result:
             return NOT_MEASURED
-        values = ratios(result, "mixed_bfloat16")
-        return f"{min(values):.2f}-{max(values):.2f}x faster than float32 (measured)"
+        values = sorted(ratios(result, "mixed_bfloat16"))
+        span = f"{values[0]:.2f}" if len(values) == 1 else f"{values[0]:.2f}-{values[-1]:.2f}"
+        return f"{span}x faster than float32 (measured)"
 
     def slower(result):
         if not result:
@@ -554,7 +544,6 @@ BLOCKS = {
     "results": render_results,
     "fixed-budget": render_fixed_budget,
     "training-time": render_training_time,
-    "speed": render_speed,
     "precision": render_precision,
     "deployment": render_deployment,
 }

@@ -60,17 +60,19 @@ def test_rendered_table_uses_the_stored_samples(tmp_path):
     (inclusive method); 60, 100, 180 ms give 100 (80-140); speed-ups 200 / 100 of the
     medians and 150 / 80 of the lower quartiles."""
     results = _policy_record(tmp_path, [300.0, 100.0, 200.0], [100.0, 60.0, 180.0])
-    text = report.render_speed(results)
+    text = report.render_policy(results, "mixed_bfloat16")
     assert "| `adabin_resnet20` | 200 (150-250) | 100 (80-140) | **2.00x** / 1.88x |" in text
-    assert "AMD" in text or "cores" in text  # the hardware is named with the timing
+    precision = report.render_precision(results)  # the README's summary of the same record
+    assert "| 2.00x faster than float32 (measured) |" in precision
+    assert f"Measured on {report.cpu_name(results['train_step_mixed_bfloat16'])}" in precision
 
 
 def test_a_number_edited_by_hand_is_rendered_back_and_fails_the_check(tmp_path):
     results = _policy_record(tmp_path, [300.0, 100.0, 200.0], [100.0, 60.0, 180.0])
-    text = "intro\n<!-- generated: speed -->\n| `adabin_resnet20` | 1.99x |\n<!-- end generated -->\n"
+    text = "intro\n<!-- generated: precision -->\n| 1.99x faster |\n<!-- end generated -->\n"
     rendered = report.render_blocks(text, results)
-    assert "1.99x" not in rendered and "**2.00x**" in rendered
-    assert rendered.startswith("intro\n<!-- generated: speed -->\n")
+    assert "1.99x" not in rendered and "2.00x faster" in rendered
+    assert rendered.startswith("intro\n<!-- generated: precision -->\n")
     assert rendered.endswith("<!-- end generated -->\n")
 
 
