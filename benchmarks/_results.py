@@ -2,15 +2,18 @@
 ``benchmarks/results/<name>.json``, with the environment it ran in; ``benchmarks/report.py``
 renders the docs' tables from these files (never from numbers typed into the docs).
 
-A result file holds ``{"benchmark", "environment", "results"}``; ``environment`` records the
-CPU (model name, the vector and bfloat16 flags, cores), Python, TensorFlow, Keras, larq, LCE
-and numpy versions, the commit (with ``+dirty`` when the work tree had changes), the UTC time,
-the exact command and its working directory, and the machine's load average at the start.
+A result file holds ``{"benchmark", "environment", "results"}``; ``environment`` records, as
+the benchmark starts (:func:`environment`): the CPU (model name, the vector and bfloat16
+flags, cores), Python, TensorFlow, Keras, larq, LCE and numpy versions, the commit (with
+``+dirty`` and the list of changed files when tracked files other than the stored results had
+uncommitted changes), the UTC time, the exact command and its working directory, the
+machine's load average and the thread settings of the environment.
 """
 
 import json
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import time
@@ -56,16 +59,24 @@ def commit():
     return head + ("+dirty" if changed_files() else "")
 
 
+# Written from the results, so never a reason to call the measured code changed.
+GENERATED = ("benchmarks/results/", "docs/benchmarks.md", "docs/training_fixed_budget.png")
+
+
 def changed_files():
-    """Tracked files with uncommitted changes (what ``+dirty`` in ``commit()`` refers to)."""
+    """Tracked files with uncommitted changes (what ``+dirty`` in ``commit()`` refers to),
+    the stored results and what is rendered from them left out."""
     status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
                             capture_output=True, text=True, check=False).stdout
-    return sorted(line[3:] for line in status.splitlines() if line.strip())
+    return sorted(path for path in (line[3:] for line in status.splitlines() if line.strip())
+                  if not path.startswith(GENERATED))
 
 
-def environment(argv=None):
-    """Everything a reader needs to know where a number came from."""
-    argv = sys.argv if argv is None else argv
+def environment(script, argv=None):
+    """Everything a reader needs to know where a number came from: call it as the benchmark
+    starts (``script``: its ``__file__``; ``argv``: its arguments, default ``sys.argv[1:]``)
+    and pass it to :func:`write`."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     return {
         "cpu": cpu(),
         "python": platform.python_version(),
@@ -73,7 +84,8 @@ def environment(argv=None):
         "commit": commit(),
         "uncommitted_changes": changed_files(),
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "command": " ".join(["python", os.path.relpath(argv[0], ROOT), *argv[1:]]),
+        "command": shlex.join(["python", os.path.relpath(os.path.abspath(script), ROOT), *argv]),
+        "cwd": os.path.relpath(os.getcwd(), ROOT),
         "load_average": [round(value, 2) for value in os.getloadavg()],
         "threads": {name: os.environ[name] for name in
                     ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS")
@@ -81,12 +93,14 @@ def environment(argv=None):
     }
 
 
-def write(name, results, env=None, directory=None):
-    """Write ``<directory>/<name>.json`` (default: benchmarks/results) and return its path."""
+def write(name, results, env, directory=None):
+    """Write ``<directory>/<name>.json`` (default: benchmarks/results, or
+    ``$LQA_BENCHMARK_RESULTS``) with ``env`` (:func:`environment` at the start) and return
+    its path."""
     directory = Path(directory or os.environ.get("LQA_BENCHMARK_RESULTS", RESULTS))
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{name}.json"
-    record = {"benchmark": name, "environment": env or environment(), "results": results}
+    record = {"benchmark": name, "environment": env, "results": results}
     partial = path.with_name("partial-" + path.name)
     partial.write_text(json.dumps(record, indent=1, sort_keys=True, default=float) + "\n")
     partial.replace(path)

@@ -54,6 +54,11 @@ def run_dir(root, seed, name, policy="float32"):
     return Path(root) / f"seed{seed}" / run_name(name, policy)
 
 
+def environment_file(run_folder):
+    """Beside a run folder: the environment in which its training started."""
+    return run_folder.with_name(run_folder.name + ".environment.json")
+
+
 def train_argv(name, args, seed):
     model, flags = RUNS[name]
     epochs = args.epochs // 2 if any(r in flags for r in TWO_STEP) else args.epochs
@@ -87,43 +92,45 @@ def finished(run_dir):
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def collect(root):
-    """``{run name: {seed: {"curve", "test_accuracy", "train_seconds", ...}}}`` of every run
-    found under ``root``."""
+def collect(root, policy):
+    """``{run name: {seed: {"curve", "finished", "test_accuracy", ...}}}`` of every run under
+    ``policy`` found under ``root`` (``environment``: where its training started, when the
+    run recorded it)."""
     runs = {}
     for seed_dir in sorted(Path(root).glob("seed*")):
         seed = seed_dir.name[len("seed"):]
         for name in RUNS:
-            for policy in POLICIES:
-                folder = seed_dir / run_name(name, policy)
-                if not folder.is_dir():
-                    continue
-                done = finished(folder)
-                config = json.loads((folder / "config.json").read_text())
-                entry = {"curve": curve(folder), "finished": done is not None,
-                         "policy": policy, "mixed_precision": config.get("mixed_precision")}
-                if done:
-                    epochs = len(entry["curve"])
-                    entry.update(test_accuracy=done["test_accuracy"], epochs=epochs,
-                                 train_seconds=done["train_seconds"],
-                                 seconds_per_epoch=round(done["train_seconds"] / epochs, 1))
-                runs.setdefault(run_name(name, policy), {})[seed] = entry
+            folder = seed_dir / run_name(name, policy)
+            if not (folder / "config.json").is_file():
+                continue
+            done = finished(folder)
+            config = json.loads((folder / "config.json").read_text())
+            started = environment_file(folder)
+            entry = {"curve": curve(folder), "finished": done is not None, "policy": policy,
+                     "mixed_precision": config.get("mixed_precision"),
+                     "environment": json.loads(started.read_text()) if started.exists() else None}
+            if done:
+                epochs = len(entry["curve"])
+                entry.update(test_accuracy=done["test_accuracy"], epochs=epochs,
+                             train_seconds=done["train_seconds"],
+                             seconds_per_epoch=round(done["train_seconds"] / epochs, 1))
+            runs.setdefault(run_name(name, policy), {})[seed] = entry
     return runs
 
 
 def table(runs):
-    """Markdown: per run, the mean test accuracy (%) after each epoch and the final one with
-    its min-max over seeds."""
+    """Markdown: per run, the median test accuracy (%) over seeds after each epoch, and the
+    final one with its min-max."""
     epochs = max((len(s["curve"]) for seeds in runs.values() for s in seeds.values()), default=0)
     lines = ["| model | seeds | " + " | ".join(str(e + 1) for e in range(epochs))
-             + " | final (min-max) |", "|---" * (epochs + 3) + "|"]
+             + " | final: median (min-max) |", "|---" * (epochs + 3) + "|"]
     for name, seeds in runs.items():
         curves = [s["curve"] for s in seeds.values()]
-        cells = [f"{100 * statistics.mean(c[e] for c in curves if len(c) > e):.1f}"
+        cells = [f"{100 * statistics.median(c[e] for c in curves if len(c) > e):.1f}"
                  if any(len(c) > e for c in curves) else "" for e in range(epochs)]
         last = [c[-1] for c in curves if c]
-        final = (f"{100 * statistics.mean(last):.1f} ({100 * min(last):.1f}-{100 * max(last):.1f})"
-                 if last else "-")
+        final = (f"{100 * statistics.median(last):.1f} ({100 * min(last):.1f}-"
+                 f"{100 * max(last):.1f})" if last else "-")
         lines.append(f"| {name} | {', '.join(seeds)} | " + " | ".join(cells) + f" | {final} |")
     return "\n".join(lines)
 
@@ -154,11 +161,13 @@ def plot(runs, path, epochs):
     figure.savefig(path, dpi=120)
 
 
-def report(args):
+def report(args, env):
+    """Print and write the table of the runs found; when every one of them has finished, also
+    the stored result and the figure."""
     root = Path(args.output_root)
-    runs = collect(root)
+    runs = collect(root, args.policy)
     if not runs:
-        print(f"no runs found under {root}/seed*/: train them first "
+        print(f"no {args.policy} runs found under {root}/seed*/: train them first "
               f"(python benchmarks/fixed_budget.py --epochs {args.epochs})")
         return runs
     text = table(runs)
@@ -166,13 +175,14 @@ def report(args):
     root.mkdir(parents=True, exist_ok=True)
     (root / "fixed_budget.md").write_text(text + "\n")
     (root / "fixed_budget.json").write_text(json.dumps(runs, indent=2))
-    if all(s["finished"] for seeds in runs.values() for s in seeds.values()):
-        _results.write("fixed_budget", {"epochs": args.epochs, "threads": args.threads,
-                                        "runs": runs})
-    else:
-        print("some runs are unfinished: benchmarks/results/fixed_budget.json is left as it is")
+    if not all(s["finished"] for seeds in runs.values() for s in seeds.values()):
+        print("some runs are unfinished: benchmarks/results/fixed_budget.json and the figure "
+              "are left as they are")
+        return runs
+    epochs = max(len(s["curve"]) for seeds in runs.values() for s in seeds.values())
+    _results.write("fixed_budget", {"epochs": epochs, "threads": args.threads, "runs": runs}, env)
     if args.plot:
-        plot(runs, args.plot, args.epochs)
+        plot(runs, args.plot, epochs)
     return runs
 
 
@@ -193,16 +203,25 @@ def main(argv=None):
     parser.add_argument("--plot", default="docs/training_fixed_budget.png")
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args(argv)
+    env = _results.environment(__file__, argv)
     if not args.report_only:
         from larq_adaptive.training.cli import main as train
 
         for seed in args.seeds:
             for name in args.only or RUNS:
+                folder = run_dir(args.output_root, seed, name, args.policy)
+                if finished(folder):  # train.py would only evaluate it again
+                    print(f"fixed budget: {name}, seed {seed}: finished, kept", flush=True)
+                    continue
                 print(f"fixed budget: {name}, seed {seed}", flush=True)
+                started = environment_file(folder)
+                if not started.exists():  # where its training starts (train.py wants the
+                    started.parent.mkdir(parents=True, exist_ok=True)  # run folder its own)
+                    started.write_text(json.dumps(env, indent=1) + "\n")
                 status = train(train_argv(name, args, seed))
                 if status:
                     print(f"{name}, seed {seed}: train.py exited with {status}")
-    report(args)
+    report(args, env)
 
 
 if __name__ == "__main__":

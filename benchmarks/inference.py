@@ -214,11 +214,14 @@ def main(argv=None):
                              "the file size then is the size with trained weights")
     parser.add_argument("--out", help="append one JSON line per result to this file")
     args = parser.parse_args(argv)
+    env = _results.environment(__file__, argv)
     if args.runs < 0 or args.warmup < 0 or min(args.threads) < 1:
         parser.error("--threads must be >= 1, --runs and --warmup >= 0")
     weights = dict(item.split("=", 1) for item in args.weights if "=" in item)
     if len(weights) != len(args.weights) or not set(weights) <= set(args.models):
         parser.error("--weights takes MODEL=PATH for models given in --models")
+    if any(name.startswith("larq_zoo.") for name in weights):
+        parser.error("--weights: larq-zoo models are converted untrained (weights=None)")
     missing = [path for path in weights.values() if not os.path.isfile(path)]
     if missing:
         parser.error(f"--weights: no file {missing[0]}")
@@ -246,7 +249,7 @@ def main(argv=None):
     }
     # --runs 0 (sizes only) is stored apart, so that it never replaces a timed run
     _results.write("inference" if args.runs else "inference_sizes",
-                   {"sizes": size_rows, "latency": latency, "environment": environment})
+                   {"sizes": size_rows, "latency": latency, "environment": environment}, env)
     if args.out:
         with open(args.out, "a") as f:
             for row in size_rows + latency + [environment]:

@@ -9,9 +9,9 @@ Evaluates ``get_model("adabin_resnet20", weights=<official model.th>)`` on
 2. the JPEG copy (``data/cifar10-jpeg/test.tar.gz``, class folders, extracted to a temporary
    directory): 78.15 % (7,815).
 
-Measured (TF 2.15.1 CPU): lossless 88.01 % (8,801; 88.00 % on the first 9,984), decomposed
-(LCE) form 87.98 % (8,798); JPEG 78.11 % (7,811). Differences of a few images come from sign
-flips of values within ~1e-5 of a threshold (the network is chaotic in float rounding).
+The result goes to ``benchmarks/results/official_adabin_cifar10[_decomposed].json``
+(docs/benchmarks.md). Differences of a few images from the official figures come from sign
+flips of values very close to a threshold (the network is chaotic in float rounding).
 
 JPEGs are decoded with PIL (``Image.open(f).convert("RGB")``) as the reference run did; the
 script checks that this reproduces the probe batch's ``images_uint8`` bit for bit and reports
@@ -106,7 +106,7 @@ def check_decoders(root, probe, files, images):
     return counts
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shared", type=Path, default=default_shared())
     parser.add_argument("--weights", type=Path, default=None,
@@ -114,7 +114,8 @@ def main():
     parser.add_argument("--decomposed", action="store_true",
                         help="evaluate the LCE-deployable decomposed AdaBin convs instead")
     parser.add_argument("--lossless-only", action="store_true", help="skip the JPEG copy")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    env = _results.environment(__file__, argv)
     reference = args.shared / "reference" / "adabin_resnet20_cifar10"
     weights = args.weights or reference / "model.th"
     model = get_model(MODEL, weights=weights, decomposed=args.decomposed)
@@ -128,7 +129,7 @@ def main():
                                   time.time() - start)}
     name = "official_adabin_cifar10" + ("_decomposed" if args.decomposed else "")
     if args.lossless_only:
-        _results.write(name, results)
+        _results.write(name, results, env)
         return
     start = time.time()
     tar_path = args.shared / "data" / "cifar10-jpeg" / "test.tar.gz"
@@ -144,7 +145,7 @@ def main():
     hits = correct_predictions(model, jpeg_images, jpeg_labels)
     results["jpeg"] = report("JPEG CIFAR-10 test copy", hits, REFERENCE["jpeg"],
                              time.time() - start)
-    _results.write(name, results)
+    _results.write(name, results, env)
 
 
 if __name__ == "__main__":

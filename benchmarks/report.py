@@ -25,11 +25,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _results  # noqa: E402  (this directory)
 
 ROOT = _results.ROOT
-BENCHMARKS_MD = ROOT / "docs" / "benchmarks.md"
-README = ROOT / "README.md"
 BLOCK = re.compile(r"(<!-- generated: ([\w-]+) -->\n)(.*?)(<!-- end generated -->)", re.S)
 NOT_MEASURED = "not measured"
 CIFAR_TRAIN_IMAGES = 50_000
+FIXED_BUDGET_COMMAND = "python benchmarks/fixed_budget.py --epochs 10 --seeds 0 1 --policy mixed_bfloat16"
 
 
 class Results:
@@ -92,7 +91,8 @@ def environment_line(record):
         else ""
     return (f"*Environment:* {env['cpu']['model']}, {env['cpu']['cores']} cores, flags {flags}; "
             f"{stack(record)}; commit `{env['commit']}`; {env['date']}; load average "
-            f"(1/5/15 min) {load} at the start{threads}. *Command:* `{env['command']}`")
+            f"(1/5/15 min) {load} at the start{threads}. *Command:* `{env['command']}`"
+            + (f" (in `{env['cwd']}`)" if env.get("cwd", ".") != "." else ""))
 
 
 def hardware_note(record):
@@ -219,22 +219,23 @@ def render_fixed_budget(results, seconds=False):
     """The final top-1 per model over seeds (``seconds``: with the measured epoch times)."""
     record = results["fixed_budget"]
     if not record:
-        return missing("python benchmarks/fixed_budget.py --epochs 10 --seeds 0 1")
+        return missing(FIXED_BUDGET_COMMAND)
     epochs = record["results"]["epochs"]
     policies = {s["policy"] for seeds in record["results"]["runs"].values()
                 for s in seeds.values()}
-    header = [f"ResNet-20, 1-bit weights and activations, {epochs} epochs ({', '.join(policies)})",
+    header = [f"ResNet-20, 1-bit weights and activations, {epochs} epochs ({', '.join(sorted(policies))})",
               "seeds", "test top-1 after the last epoch: median (min-max)", "seed spread (points)"]
     if seconds:
         threads = record["results"].get("threads") or "default"
         header.append(f"wall seconds per epoch (TensorFlow threads per run: {threads})")
-    return table(header, fixed_budget_rows(record, seconds))
+    return (table(header, fixed_budget_rows(record, seconds))
+            + f"\n\nTrained on {hardware_note(record)}.")
 
 
 def render_fixed_budget_curves(results):
     record = results["fixed_budget"]
     if not record:
-        return missing("python benchmarks/fixed_budget.py --epochs 10 --seeds 0 1")
+        return missing(FIXED_BUDGET_COMMAND)
     runs = record["results"]["runs"]
     epochs = max(len(s["curve"]) for seeds in runs.values() for s in seeds.values())
     rows = []
@@ -293,6 +294,8 @@ def render_latency(results):
 # ---------------------------------------------------------------- docs/benchmarks.md
 
 # fixed_budget.py --plot draws it from the same runs as its stored result
+# sections rendered from more than one stored result (each gets its environment line)
+RECORDS_ALSO = {"official_adabin_cifar10": ("official_adabin_cifar10_decomposed",)}
 FIXED_BUDGET_FIGURE = ("\n\n![test top-1 after each epoch, mean and min-max over seeds]"
                        "(training_fixed_budget.png)")
 SECTIONS = (  # (result, title, how to reproduce, what it measures, renderer)
@@ -302,7 +305,7 @@ SECTIONS = (  # (result, title, how to reproduce, what it measures, renderer)
      "360 held-out images.", render_quickstart),
     ("official_adabin_cifar10", "Official AdaBin checkpoint",
      "python benchmarks/official_adabin_cifar10.py; "
-     "python benchmarks/official_adabin_cifar10.py --decomposed --lossless-only",
+     "python benchmarks/official_adabin_cifar10.py --decomposed",
      "Top-1 of `get_model(\"adabin_resnet20\", weights=\"model.th\")` (the official checkpoint, "
      "imported) on both CIFAR-10 test copies of `../shared/data`; the official PyTorch figures "
      "are what the official code computes on the same images. The decomposed form is the "
@@ -327,7 +330,7 @@ SECTIONS = (  # (result, title, how to reproduce, what it measures, renderer)
      "with HardTanh: the cost of the whole method). float32, batch 128, interleaved rounds.",
      render_train_step),
     ("fixed_budget", "Fixed budget on CIFAR-10",
-     "python benchmarks/fixed_budget.py --epochs 10 --seeds 0 1 --policy mixed_bfloat16",
+     FIXED_BUDGET_COMMAND,
      "Four ResNet-20s with 1-bit weights and activations, each trained for the same number of "
      "epochs with its recipe's schedule spanning exactly those epochs (two-step recipes: half "
      "per step), on the 50,000 lossless training images; top-1 on the 10,000 lossless test "
@@ -362,8 +365,12 @@ def render_benchmarks_md(results):
              ""]
     for name, title, command, what, render in SECTIONS:
         parts += [f"## {title}", "", what, "", f"Reproduce: `{command}`", "", render(results), ""]
-        record = results[name]
-        parts += [environment_line(record) if record else f"*Environment:* {NOT_MEASURED}.", ""]
+        for record_name in [name, *RECORDS_ALSO.get(name, ())]:
+            record = results[record_name]
+            parts += [environment_line(record) if record else
+                      f"*Environment:* {NOT_MEASURED}.", ""]
+            if not record:
+                break
     return "\n".join(parts)
 
 
@@ -474,9 +481,12 @@ def render_training_time(results):
     record = results["train_step_mixed_bfloat16"]
     return (table(["model", "recipe", "float32: epoch / full recipe", "bfloat16: epoch / full recipe"],
                   rows)
-            + f"\n\nEstimated from the median training step (batch 128, {math.floor(CIFAR_TRAIN_IMAGES / 128)} "
-            f"steps per CIFAR-10 epoch) measured on {hardware_note(record)}; evaluation adds "
-            "a few seconds per epoch. Measured epochs of the fixed-budget runs: "
+            + f"\n\nEstimated as {math.floor(CIFAR_TRAIN_IMAGES / 128)} steps per CIFAR-10 epoch times "
+            f"the median training step measured on {hardware_note(record)} (batch 128, SGD, a "
+            "repeated batch): the estimate leaves out the evaluation after each epoch, the input "
+            "pipeline, Adam's and a distillation "
+            "teacher's extra cost, and that step 1 of a two-step recipe trains real-valued "
+            "kernels. Measured wall time of whole epochs: the fixed-budget runs in "
             "[docs/benchmarks.md](docs/benchmarks.md#fixed-budget-on-cifar-10).")
 
 
@@ -508,9 +518,10 @@ def render_precision(results):
             ["any CPU", "never float16", slower(fp16)],
             ["NVIDIA GPU", "`--mixed-precision float16` (bfloat16 on Ampere or newer)",
              f"{NOT_MEASURED}: no GPU here"]]
-    note = bf16 and results["train_step_mixed_bfloat16"]
+    notes = sorted({hardware_note(results[name]) for name in
+                    ("train_step_mixed_bfloat16", "train_step_mixed_float16") if results[name]})
     return table(["hardware", "use", "what it does to a training step"], rows) + (
-        f"\n\nMeasured on {hardware_note(note)}." if note else "")
+        f"\n\nMeasured on {' and on '.join(notes)}." if notes else "")
 
 
 def render_deployment(results):
@@ -561,33 +572,37 @@ def render_blocks(text, results, path="README.md"):
     return BLOCK.sub(replace, text)
 
 
-def rendered(results=None):
-    """``{path: text}`` of every generated file as the stored results render it."""
-    results = results or Results()
-    return {BENCHMARKS_MD: render_benchmarks_md(results),
-            README: render_blocks(README.read_text(), results)}
+def rendered(results, root=ROOT):
+    """``{path: text}`` of every generated file under ``root`` as ``results`` render it."""
+    readme = Path(root) / "README.md"
+    return {Path(root) / "docs" / "benchmarks.md": render_benchmarks_md(results),
+            readme: render_blocks(readme.read_text(), results)}
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true",
                         help="compare instead of writing; exit 1 if a file differs")
+    parser.add_argument("--results", default=_results.RESULTS,
+                        help="folder of the stored results (default: benchmarks/results)")
+    parser.add_argument("--root", default=ROOT,
+                        help="folder holding README.md and docs/ (default: this repository)")
     args = parser.parse_args(argv)
     stale = []
-    for path, text in rendered().items():
+    for path, text in rendered(Results(args.results), args.root).items():
         current = path.read_text() if path.exists() else ""
         if current == text:
             continue
-        stale.append(os.path.relpath(path, ROOT))
+        stale.append(os.path.relpath(path, args.root))
         if not args.check:
             path.write_text(text)
-            print(f"wrote {os.path.relpath(path, ROOT)}")
+            print(f"wrote {stale[-1]}")
     if args.check and stale:
         print(f"report.py: {', '.join(stale)} differ from the stored results; run "
               "`python benchmarks/report.py` and commit the result", file=sys.stderr)
         return 1
     if not stale:
-        print("docs are up to date with benchmarks/results/")
+        print("docs are up to date with the stored results")
     return 0
 
 

@@ -197,6 +197,7 @@ def main(argv=None):
     parser.add_argument("--models", nargs="+", choices=tuple(POLICY_MODELS), metavar="NAME",
                         help=f"with --policy: only these (default: {' '.join(POLICY_MODELS)})")
     args = parser.parse_args(argv)
+    env = _results.environment(__file__, argv)
     tf.config.threading.set_inter_op_parallelism_threads(args.inter_op_threads)
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     set_random_seed(0)
@@ -209,7 +210,7 @@ def main(argv=None):
               "inter_op_threads": args.inter_op_threads, "threads": args.threads,
               "policy": args.policy, "cpu": bfloat16_cpu_line(), "tensorflow": tf.__version__,
               "results": results}
-    _results.write(f"train_step_{args.policy}" if args.policy else "train_step", record)
+    _results.write(f"train_step_{args.policy}" if args.policy else "train_step", record, env)
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(record, handle, indent=2)

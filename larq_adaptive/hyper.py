@@ -7,9 +7,9 @@ checked. We implement the recommended design
     h = act(FC1(z))            FC1: C -> max(1, C // reduction)
     p = FC2(h)                 FC2: hidden -> units, weights and bias initialised to 0
 
-with ``reduction=16`` and ``hidden_activation="relu"`` by default. The product's design notes
-write the two FCs with no nonlinearity (``hidden_activation=None``); that variant is a
-rank-``C/r`` *linear* map of the pooled input, so we default to ReLU (as SE blocks and
+with ``reduction=16`` and ``hidden_activation="relu"`` by default. Without a nonlinearity
+between the two FCs (``hidden_activation=None``) the hyper-function would be a rank-``C/r``
+*linear* map of the pooled input, so we default to ReLU (as SE blocks and
 DY-ReLU do) and keep ``None`` available. FC2 starts at zero, so a DySign/DyPReLU starts
 exactly as the static RSign/RPReLU of ReActNet. The output is not squashed (thresholds and
 shifts may be negative).

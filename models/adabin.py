@@ -30,9 +30,9 @@ Reported results (1-bit weights / 1-bit activations; AdaBin README, paper, MindS
 | ImageNet | ResNet-34                      | 66.4 % | 86.6 % |
 
 The official ResNet-20 checkpoint imports exactly (``get_model("adabin_resnet20",
-weights="model.th")``, see :mod:`larq_adaptive.models.official_adabin`). Measured with
-``benchmarks/official_adabin_cifar10.py`` (official PyTorch code in brackets): lossless
-CIFAR-10 test set 88.01 % [87.97 %] (decomposed form 87.98 %); JPEG copy 78.11 % [78.15 %].
+weights="model.th")``, see :mod:`larq_adaptive.models.official_adabin`); its top-1 against the
+official PyTorch code's on the same images is measured by
+``benchmarks/official_adabin_cifar10.py`` (docs/benchmarks.md).
 
 References:
 - Tu, Chen, Li, Xu, Wang, Han, Wang. AdaBin: Improving Binary Neural Networks with Adaptive

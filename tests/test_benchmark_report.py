@@ -21,7 +21,7 @@ finally:
 
 USER_DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 ENVIRONMENT_KEYS = {"cpu", "python", "packages", "commit", "uncommitted_changes", "date",
-                    "command", "load_average", "threads"}
+                    "command", "cwd", "load_average", "threads"}
 
 
 def test_docs_are_the_rendering_of_the_stored_results():
@@ -45,13 +45,14 @@ def test_every_stored_result_has_its_environment(path):
     assert env["commit"].endswith("+dirty") == bool(env["uncommitted_changes"])
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", env["date"])
     assert env["command"].startswith("python benchmarks/")
+    assert not [path for path in env["uncommitted_changes"] if path.startswith(_results.GENERATED)]
 
 
 def _policy_record(tmp_path, float32, bfloat16):
     """A stored train_step --policy result with the given per-step times (ms)."""
     results = {"adabin_resnet20": {"samples_ms": {"float32": float32, "mixed_bfloat16": bfloat16}}}
     _results.write("train_step_mixed_bfloat16", {"rounds": 1, "steps": 3, "results": results},
-                   directory=tmp_path)
+                   _results.environment(__file__, []), directory=tmp_path)
     return report.Results(tmp_path)
 
 
@@ -67,19 +68,34 @@ def test_rendered_table_uses_the_stored_samples(tmp_path):
     assert f"Measured on {report.cpu_name(results['train_step_mixed_bfloat16'])}" in precision
 
 
-def test_a_number_edited_by_hand_is_rendered_back_and_fails_the_check(tmp_path):
-    results = _policy_record(tmp_path, [300.0, 100.0, 200.0], [100.0, 60.0, 180.0])
-    text = "intro\n<!-- generated: precision -->\n| 1.99x faster |\n<!-- end generated -->\n"
-    rendered = report.render_blocks(text, results)
-    assert "1.99x" not in rendered and "2.00x faster" in rendered
-    assert rendered.startswith("intro\n<!-- generated: precision -->\n")
-    assert rendered.endswith("<!-- end generated -->\n")
+def test_a_number_edited_by_hand_fails_the_check_and_is_rendered_back(tmp_path, capsys):
+    results = tmp_path / "results"
+    _policy_record(results, [300.0, 100.0, 200.0], [100.0, 60.0, 180.0])
+    root = tmp_path / "repo"
+    (root / "docs").mkdir(parents=True)
+    readme = root / "README.md"
+    readme.write_text("intro\n<!-- generated: precision -->\n| 1.99x faster |\n"
+                      "<!-- end generated -->\nrest\n")
+    flags = ["--results", str(results), "--root", str(root)]
+    assert report.main(["--check", *flags]) == 1
+    assert "README.md" in capsys.readouterr().err and "1.99x" in readme.read_text()
+    assert report.main(flags) == 0  # renders
+    text = readme.read_text()
+    assert "1.99x" not in text and "2.00x faster" in text
+    assert text.startswith("intro\n<!-- generated: precision -->\n")
+    assert text.endswith("<!-- end generated -->\nrest\n")
+    assert (root / "docs" / "benchmarks.md").read_text().startswith("# Benchmarks")
+    assert report.main(["--check", *flags]) == 0
 
 
 def test_missing_results_are_rendered_as_not_measured(tmp_path):
     empty = report.Results(tmp_path)
     for name, _, _, _, render in report.SECTIONS:
         assert report.NOT_MEASURED in render(empty), name
+    for name, render in report.BLOCKS.items():
+        if name != "results":  # paper figures only: "not reproduced here" rows
+            assert report.NOT_MEASURED in render(empty), name
+    assert "not reproduced here" in report.BLOCKS["results"](empty)
 
 
 def test_unknown_block_is_one_clear_error(tmp_path):
@@ -87,13 +103,16 @@ def test_unknown_block_is_one_clear_error(tmp_path):
         report.render_blocks("<!-- generated: speeed -->\n<!-- end generated -->", report.Results(tmp_path))
 
 
-def test_readme_has_the_generated_sections():
+def test_readme_is_a_product_page_with_every_generated_block():
     text = (REPO / "README.md").read_text()
-    blocks = re.findall(r"<!-- generated: ([\w-]+) -->", text)
-    assert set(blocks) == set(report.BLOCKS) and len(blocks) == len(set(blocks))
-    for title in ("## Results", "## Training", "## Choosing a precision", "## Deployment",
-                  "## Glossary", "## Security"):
-        assert f"\n{title}" in text, title
+    blocks = [match.group(2) for match in report.BLOCK.finditer(text)]
+    assert sorted(blocks) == sorted(report.BLOCKS)  # each once, each closed
+    assert text.count("<!-- generated:") == len(blocks)
+    sections = re.findall(r"(?m)^## (.+)$", text)
+    order = ["Quickstart", "Install", "Usage", "Models", "Results", "Training",
+             "Choosing a precision", "Deployment", "How the code is organised", "Glossary",
+             "Security: loading files"]
+    assert [title for title in sections if title in order] == order, sections
 
 
 @pytest.mark.parametrize("path", USER_DOCS, ids=lambda path: path.name)
@@ -104,4 +123,4 @@ def test_user_docs_hold_no_dates_or_issue_numbers(path):
         if path.name == "benchmarks.md" and line.startswith("*Environment:*"):
             continue
         assert not re.search(r"\b20\d\d-[01]\d-[0-3]\d\b", line), f"{path.name}:{number}: {line}"
-        assert not re.search(r"\b[Ii]ssue \d+", line), f"{path.name}:{number}: {line}"
+        assert not re.search(r"\b[Ii]ssues? #?\d+", line), f"{path.name}:{number}: {line}"
