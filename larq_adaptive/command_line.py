@@ -5,7 +5,7 @@ stderr, exit status 2, no traceback, nothing written."""
 import argparse
 import os
 
-__all__ = ["Parser", "load_model_argument", "output_path_argument"]
+__all__ = ["Parser", "load_model_argument", "make_parent_folders", "output_path_argument"]
 
 
 class Parser(argparse.ArgumentParser):
@@ -36,12 +36,22 @@ def load_model_argument(parser, path, option="model"):
 
 
 def output_path_argument(parser, path, option="output"):
-    """``path`` if a file can be written there, else a one-line ``parser.error``."""
+    """``path`` if a file can be written there (its missing folders can be created: call
+    :func:`make_parent_folders` once the other arguments are checked), else a one-line
+    ``parser.error``."""
     folder = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
         parser.error(f"{option} {path!r} is a directory, not a file name")
-    if not os.path.isdir(folder):
-        parser.error(f"{option} folder {folder!r} does not exist")
-    if not os.access(folder, os.W_OK):
-        parser.error(f"{option} folder {folder!r} is not writable")
+    existing = folder
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        parser.error(f"{option} folder {folder!r} cannot be created: {existing!r} is a file")
+    if not os.access(existing, os.W_OK):
+        parser.error(f"{option} folder {existing!r} is not writable")
     return path
+
+
+def make_parent_folders(path):
+    """Create the missing folders of an output file, as ``train.py --output-dir`` does."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)

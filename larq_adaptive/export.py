@@ -40,7 +40,8 @@ import tempfile
 import numpy as np
 import tensorflow as tf
 
-from larq_adaptive.command_line import Parser, load_model_argument, output_path_argument
+from larq_adaptive.command_line import (Parser, load_model_argument, make_parent_folders,
+                                        output_path_argument)
 from larq_adaptive.introspect import (  # the walking helpers are re-exported here
     BinaryKernel,
     binary_conv_layers,
@@ -332,6 +333,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     output = output_path_argument(parser, args.output)
     model = load_model_argument(parser, args.model)
+    make_parent_folders(output)
     try:
         report = to_tflite(model, output, target=args.target)
     except ValueError as error:  # e.g. a nested model deployable() cannot clone

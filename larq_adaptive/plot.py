@@ -31,7 +31,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from larq_adaptive.command_line import Parser, load_model_argument, output_path_argument
+from larq_adaptive.command_line import (Parser, load_model_argument, make_parent_folders,
+                                        output_path_argument)
 from larq_adaptive.introspect import binary_conv_layers, binary_weights, final_quantizer
 from larq_adaptive.preprocessing import normalize
 from larq_adaptive.quantizers import AdaBinActivationQuantizer, DySign, RSign
@@ -316,6 +317,7 @@ def main(argv=None):
             fig = curves_figure(args.run_dir)
         except (FileNotFoundError, NotADirectoryError) as error:
             parser.error(f"{error} (pass a train.py run directory)")
+    make_parent_folders(output)
     fig.savefig(output, dpi=120)
     print(f"wrote {output}")
     return 0

@@ -118,7 +118,7 @@ def test_curves_from_staged_run_dir(tmp_path):
     assert boundaries == [0.5, 3.5]
     assert "stage 2 (step2)" in _texts(ax_loss.texts)
 
-    out = tmp_path / "curves.png"
+    out = tmp_path / "figures" / "curves.png"  # a missing folder is created
     assert plot.main(["curves", str(tmp_path), str(out)]) == 0
     assert out.read_bytes()[:8] == PNG_MAGIC
 

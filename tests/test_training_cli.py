@@ -25,6 +25,7 @@ from larq_adaptive.training import (
 )
 from larq_adaptive.models import available_models
 from larq_adaptive.training.cli import main
+from larq_adaptive.training.recipes import get_recipe
 
 from conftest import REPO, SHARED, TINY, bconv_options, npz_shard, tiny_model
 
@@ -356,8 +357,39 @@ def test_bad_inputs_exit_2_with_one_line(tiny_data, tmp_path, capsys):
     assert main(_args((tiny_data[0], npz_shard(tmp_path / "v12", 12, classes=12)), tmp_path / "e")) == 2
     _one_error_line(capsys, "mismatched classes")
 
+
+
+def test_recipe_mismatch_names_the_recipes_that_fit_and_one_of_them_works(capsys):
+    """The model's own recipe cannot train another method: the line says so and names the
+    recipes that can (CIFAR ones first for a CIFAR recipe); the first of them resolves."""
+    from larq_adaptive.training.cli import build_parser, resolve
+
+    assert main(["--model", "adabin_resnet20", "--method", "ste_sign"]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert len(err) == 1, err
+    assert err[0].startswith("train.py: error: adabin_resnet20's recipe 'adabin_cifar' is for "
+                             "adabin networks, not method 'ste_sign'; pass one for ste_sign "
+                             "networks: --recipe ")
+    suggested = err[0].rsplit("--recipe ", 1)[1].split(" or ")
+    assert suggested and all(get_recipe(name).fits("ste_sign") for name in suggested)
+    assert get_recipe(suggested[0]).augmentation == "cifar"
+    args = build_parser().parse_args(["--model", "adabin_resnet20", "--method", "ste_sign",
+                                      "--recipe", suggested[0]])
+    assert resolve(args).name == suggested[0]
     assert main(["--model", "adabin_resnet20", "--recipe", "reactnet_cifar"]) == 2
-    _one_error_line(capsys, "reactnet_cifar", "adabin_resnet20")
+    _one_error_line(capsys, "--recipe reactnet_cifar is for reactnet/", "not method 'adabin'",
+                    "--recipe adabin_cifar")
+
+
+def test_a_data_folder_of_archives_says_to_extract_them(tmp_path, capsys):
+    folder = tmp_path / "cifar10-jpeg"
+    folder.mkdir()
+    for name in ("train.tar.gz", "test.tar.gz"):
+        (folder / name).write_bytes(b"not really an archive")
+    assert main(["--data-dir", str(folder), "--output-dir", str(tmp_path / "run")]) == 2
+    _one_error_line(capsys, "holds archives (test.tar.gz, train.tar.gz)", "extract",
+                    f"tar -xzf {folder / 'train.tar.gz'}")
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize("flags,words", [

@@ -126,6 +126,17 @@ def build_parser():
     return parser
 
 
+def recipe_mismatch(recipe, model, method, chosen):
+    """The one line for a recipe that cannot train ``model`` binarized with ``method``: what
+    does not fit and the recipes that do (those of the same augmentation first)."""
+    fitting = [name for name in available_recipes()
+               if get_recipe(name).fits(method) and get_recipe(name).methods]
+    fitting.sort(key=lambda name: get_recipe(name).augmentation != recipe.augmentation)
+    which = f"--recipe {recipe.name}" if chosen else f"{model}'s recipe {recipe.name!r}"
+    return (f"{which} is for {'/'.join(recipe.methods)} networks, not method {method!r}; "
+            f"pass one for {method} networks: --recipe {' or '.join(fitting[:3])}")
+
+
 def resolve(args):
     """Fill recipe-dependent defaults; UsageError if the combination cannot work."""
     entry = model_entry(args.model)
@@ -133,10 +144,8 @@ def resolve(args):
     recipe = get_recipe(args.recipe)
     method = args.method or entry.method
     if not recipe.fits(method):
-        raise UsageError(
-            f"recipe {recipe.name!r} is for {'/'.join(recipe.methods)} networks, not "
-            f"{args.model!r} with method {method}; its own recipe is {entry.recipe!r}"
-        )
+        raise UsageError(recipe_mismatch(recipe, args.model, method, chosen=args.recipe
+                                         != entry.recipe))
     defaults = DIGITS_DEFAULTS if args.dataset == "digits" and not args.data_dir else {}
     if args.epochs is None:
         args.epochs = defaults.get("epochs")

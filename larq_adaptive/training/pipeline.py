@@ -73,6 +73,25 @@ def _arrays_source(path, log):
     return Source("arrays", images, labels, num_classes)
 
 
+ARCHIVES = (".tar.gz", ".tgz", ".tar", ".zip")
+
+
+def not_a_dataset(path):
+    """Why ``path`` (no .npz shards, no class folders) is no dataset, and what to do."""
+    entries = sorted(entry.name for entry in Path(path).iterdir())
+    archives = [name for name in entries if name.lower().endswith(ARCHIVES)]
+    if archives:
+        first = Path(path) / next((a for a in archives if a.startswith("train")), archives[0])
+        unpack = (f"unzip {first} -d DIR" if first.name.lower().endswith(".zip") else
+                  f"tar -x{'z' * first.name.lower().endswith(('gz', 'tgz'))}f {first} -C DIR")
+        return (f"data directory {path} holds archives ({', '.join(archives)}), not images: "
+                f"extract them first (e.g. mkdir -p DIR && {unpack}) and pass the folder of "
+                "<class>/<image> folders")
+    shown = ", ".join(entries[:5]) + (", ..." if len(entries) > 5 else "") or "nothing"
+    return (f"no .npz shards or <class>/<image> folders in {path} (it holds {shown}); pass a "
+            "folder of .npz shards, of class folders, or with train/ and test/ class folders")
+
+
 def _directory_source(path, class_names=None, skip_corrupt=False, log=print):
     """(Source, class names or None) of ``path``: ``.npz`` shards or class folders."""
     path = Path(path)
@@ -84,10 +103,8 @@ def _directory_source(path, class_names=None, skip_corrupt=False, log=print):
         files, labels, names, skipped = lqa_data.list_image_folder(path, class_names,
                                                                     skip_corrupt)
     except ValueError as error:
-        raise DataError(
-            f"{error} (expected .npz shards or <class>/<image> folders)"
-            if "no class folders" in str(error) else str(error)
-        ) from None
+        raise DataError(not_a_dataset(path) if "no class folders" in str(error)
+                        else str(error)) from None
     if skipped:
         file, problem = skipped[0]
         log(f"note: --skip-corrupt: left out {len(skipped)} corrupt or unreadable image(s) of "
