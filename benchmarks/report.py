@@ -201,7 +201,7 @@ def render_policy(results, policy):
                   "speed-up (medians / lower quartiles)"], policy_rows(record, policy))
 
 
-def fixed_budget_rows(record, seconds=True):
+def fixed_budget_rows(record, seconds=False):
     runs = record["results"]["runs"]
     rows = []
     for name, seeds in runs.items():
@@ -247,7 +247,7 @@ def render_fixed_budget_curves(results):
 
 
 def render_fixed_budget_section(results):
-    text = render_fixed_budget(results, seconds=True)
+    text = render_fixed_budget(results)
     if not results["fixed_budget"]:
         return text
     return (text + "\n\nTest top-1 after each epoch:\n\n" + render_fixed_budget_curves(results)
@@ -334,9 +334,9 @@ SECTIONS = (  # (result, title, how to reproduce, what it measures, renderer)
      "Four ResNet-20s with 1-bit weights and activations, each trained for the same number of "
      "epochs with its recipe's schedule spanning exactly those epochs (two-step recipes: half "
      "per step), on the 50,000 lossless training images; top-1 on the 10,000 lossless test "
-     "images after the last epoch, per seed. Wall seconds per epoch include the evaluation and "
-     "whatever else ran on the machine (seeds may train side by side): the training-step tables "
-     "are the speed measurement.",
+     "images after the last epoch, per seed. The runs' wall times are stored with the result "
+     "but not shown: seeds train side by side and other work shares the machine, so the "
+     "training-step tables are the speed measurement.",
      render_fixed_budget_section),
     ("inference", "Deployment: LCE files and latency",
      "python benchmarks/inference.py --runs 30 "
@@ -486,8 +486,7 @@ def render_training_time(results):
             "repeated batch): the estimate leaves out the evaluation after each epoch, the input "
             "pipeline, Adam's and a distillation "
             "teacher's extra cost, and that step 1 of a two-step recipe trains real-valued "
-            "kernels. Measured wall time of whole epochs: the fixed-budget runs in "
-            "[docs/benchmarks.md](docs/benchmarks.md#fixed-budget-on-cifar-10).")
+            "kernels.")
 
 
 def render_precision(results):
