@@ -154,14 +154,21 @@ def render_official_adabin(results):
 
 
 def train_step_rows(record):
+    """Rows of a train_step result, every ratio computed from the stored per-step samples."""
+    rows_in = record["results"]["results"]
+    plain = "+ste_sign"
+    reference = quartiles(rows_in["plain_ste_sign_resnet20"]["samples_ms"])[1]
     rows = []
-    for name, row in record["results"]["results"].items():
-        samples = row["samples_ms"]
-        q25, median, q75 = quartiles(samples)
-        twin = row["ratio_to_ste_sign_twin"]
-        rows.append([f"`{name}`", f"{median:.0f} ({q25:.0f}-{q75:.0f})",
-                     f"{twin:.2f}x / {row['ratio_to_ste_sign_twin_lower_quartile']:.2f}x"
-                     if twin else "-", f"{row['ratio_to_reference']:.2f}x"])
+    for name, row in rows_in.items():
+        q25, median, q75 = quartiles(row["samples_ms"])
+        same = rows_in.get(name + plain)
+        if same:
+            other = quartiles(same["samples_ms"])
+            ratio = f"{median / other[1]:.2f}x / {q25 / other[0]:.2f}x"
+        else:
+            ratio = "-"
+        rows.append([f"`{name}`", f"{median:.0f} ({q25:.0f}-{q75:.0f})", ratio,
+                     f"{median / reference:.2f}x"])
     return rows
 
 
