@@ -13,7 +13,7 @@ Runs go to ``<output-root>/seed<N>/<name>`` (default output root runs/fixed_budg
 interruption continues where it stopped. Two-step recipes get ``epochs / 2`` per step, so
 every model sees the same number of epochs. The report covers every run found under the
 output root (all seeds and policies): the table goes to stdout and
-``<output-root>/fixed_budget.md``, the curves (mean over seeds, min-max band) to ``--plot``,
+``<output-root>/fixed_budget.md``, the curves (median over seeds, min-max band) to ``--plot``,
 and the result to ``benchmarks/results/fixed_budget.json``.
 """
 
@@ -149,12 +149,13 @@ def plot(runs, path, epochs):
         length = min(len(c) for c in curves)
         x = range(1, length + 1)
         values = [[100 * c[e] for c in curves] for e in range(length)]
-        axes.plot(x, [statistics.mean(v) for v in values], "o-",
+        axes.plot(x, [statistics.median(v) for v in values], "o-",
                   label=f"{name} ({len(curves)} seed{'s' * (len(curves) > 1)})")
         axes.fill_between(x, [min(v) for v in values], [max(v) for v in values], alpha=0.2)
     axes.set_xlabel("epoch")
     axes.set_ylabel("CIFAR-10 test accuracy (%)")
-    axes.set_title(f"ResNet-20 1W1A, {epochs} epochs each (CPU); mean, min-max over seeds")
+    axes.set_title(f"ResNet-20 1W/1A, {epochs} epochs: median and min-max over seeds",
+                   fontsize=10)
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8)
     figure.tight_layout()
