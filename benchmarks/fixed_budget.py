@@ -12,7 +12,7 @@ Runs go to ``<output-root>/seed<N>/<name>`` (default output root runs/fixed_budg
 ``--mixed-precision``), one ``train.py`` run each: re-running the command after an
 interruption continues where it stopped. Two-step recipes get ``epochs / 2`` per step, so
 every model sees the same number of epochs. The report covers every run found under the
-output root (all seeds and policies): the table goes to stdout and
+output root (all seeds of ``--policy``): the table goes to stdout and
 ``<output-root>/fixed_budget.md``, the curves (median over seeds, min-max band) to ``--plot``,
 and the result to ``benchmarks/results/fixed_budget.json``.
 """
