@@ -52,11 +52,12 @@ def _version(package):
         return None
 
 
-def commit():
-    """The repository's HEAD commit, with ``+dirty`` if tracked files have changes."""
+def commit(changed):
+    """The repository's HEAD commit, with ``+dirty`` if ``changed`` (:func:`changed_files`)
+    lists any file."""
     head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT,
                           capture_output=True, text=True, check=False).stdout.strip() or "unknown"
-    return head + ("+dirty" if changed_files() else "")
+    return head + ("+dirty" if changed else "")
 
 
 # Written from the results, so never a reason to call the measured code changed.
@@ -64,7 +65,7 @@ GENERATED = ("benchmarks/results/", "docs/benchmarks.md", "docs/training_fixed_b
 
 
 def changed_files():
-    """Tracked files with uncommitted changes (what ``+dirty`` in ``commit()`` refers to),
+    """Tracked files with uncommitted changes (what ``+dirty`` in :func:`commit` marks),
     the stored results and what is rendered from them left out."""
     status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
                             capture_output=True, text=True, check=False).stdout
@@ -77,12 +78,13 @@ def environment(script, argv=None):
     starts (``script``: its ``__file__``; ``argv``: its arguments, default ``sys.argv[1:]``)
     and pass it to :func:`write`."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    changed = changed_files()  # one look, so that the commit and the list always agree
     return {
         "cpu": cpu(),
         "python": platform.python_version(),
         "packages": {name: _version(name) for name in PACKAGES},
-        "commit": commit(),
-        "uncommitted_changes": changed_files(),
+        "commit": commit(changed),
+        "uncommitted_changes": changed,
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "command": shlex.join(["python", os.path.relpath(os.path.abspath(script), ROOT), *argv]),
         "cwd": os.path.relpath(os.getcwd(), ROOT),

@@ -100,10 +100,6 @@ def hardware_note(record):
     return f"{cpu_name(record)}; {stack(record).split(', larq')[0]}"
 
 
-def pct(value, digits=2):
-    return f"{100 * value:.{digits}f} %"
-
-
 def missing(command):
     return f"{NOT_MEASURED} (run `{command}` to measure)"
 
